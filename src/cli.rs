@@ -1,0 +1,22 @@
+//! The command line: clap definitions only. Each command's arguments live beside the command in
+//! `commands/`, so this file only names them.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "minipaas",
+    version,
+    about = "Run a small production cluster on Docker Swarm"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.
+    #[command(subcommand)]
+    Lab(crate::commands::lab::LabCommand),
+}

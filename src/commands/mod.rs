@@ -1,0 +1,14 @@
+//! Commands: each turns its arguments into work for the engine (or, for `lab` and `certs`, does
+//! its own local work) and returns an exit code.
+
+pub mod lab;
+
+use crate::cli::{Cli, Command};
+use crate::Error;
+
+/// Runs one command; `Ok(code)` is the exit code when the command itself ran to its end.
+pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Lab(cmd) => lab::run(cmd).await,
+    }
+}
