@@ -10,6 +10,10 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod inventory;
+pub mod modules;
+pub mod plan;
+pub mod template;
 pub mod transport;
 
 pub use error::Error;

@@ -1,0 +1,141 @@
+//! `systemd`: a unit enabled or disabled, started, stopped, restarted or reloaded; systemd's
+//! view of unit files reloaded when they changed on disk.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::template::shell_quote;
+
+use super::context::Context;
+use super::{Applied, Change, ModuleError, Seen};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Started,
+    Stopped,
+    /// Always a change, like Ansible: used by handlers.
+    Restarted,
+    Reloaded,
+}
+
+#[derive(Debug)]
+pub struct Systemd {
+    name: Option<String>,
+    state: Option<State>,
+    enabled: Option<bool>,
+    masked: Option<bool>,
+    daemon_reload: bool,
+}
+
+impl Systemd {
+    pub fn new(a: &Value) -> Result<Systemd, ModuleError> {
+        #[derive(Deserialize)]
+        struct A {
+            name: Option<String>,
+            state: Option<State>,
+            enabled: Option<bool>,
+            masked: Option<bool>,
+            #[serde(default)]
+            daemon_reload: bool,
+        }
+        let r: A = super::args("systemd", a)?;
+        if r.name.is_none() && (r.state.is_some() || r.enabled.is_some() || r.masked.is_some()) {
+            return Err(ModuleError::Args {
+                message: "`systemd` needs `name` with `state`, `enabled` or `masked`".into(),
+            });
+        }
+        Ok(Systemd {
+            name: r.name,
+            state: r.state,
+            enabled: r.enabled,
+            masked: r.masked,
+            daemon_reload: r.daemon_reload,
+        })
+    }
+
+    pub fn probe(&self) -> String {
+        match &self.name {
+            Some(n) => {
+                let n = shell_quote(n);
+                format!(
+                    "echo \"E $(systemctl is-enabled {n} 2>/dev/null)\"; echo \"A $(systemctl is-active {n} 2>/dev/null)\"; \
+                     echo \"R $(systemctl show -p NeedDaemonReload --value {n} 2>/dev/null)\""
+                )
+            }
+            None => "echo none".into(),
+        }
+    }
+
+    pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
+        let get = |p: &str| {
+            seen.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(p))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let (enabled, active, need_reload) = (get("E "), get("A "), get("R "));
+        let mut c = Vec::new();
+        if self.daemon_reload && need_reload == "yes" {
+            c.push(Change::DaemonReload);
+        }
+        match self.masked {
+            Some(true) if enabled != "masked" => c.push(Change::Mask),
+            Some(false) if enabled == "masked" => c.push(Change::Unmask),
+            _ => {}
+        }
+        match self.enabled {
+            // `static`, `alias` and `generated` units cannot be enabled and count as enabled.
+            Some(true)
+                if !matches!(
+                    enabled.as_str(),
+                    "enabled" | "static" | "alias" | "generated" | "enabled-runtime"
+                ) =>
+            {
+                c.push(Change::Enable)
+            }
+            Some(false) if enabled == "enabled" => c.push(Change::Disable),
+            _ => {}
+        }
+        let running = matches!(active.as_str(), "active" | "activating" | "reloading");
+        match self.state {
+            Some(State::Started) if !running => c.push(Change::Start),
+            Some(State::Stopped) if running => c.push(Change::Stop),
+            Some(State::Restarted) => c.push(Change::Restart),
+            Some(State::Reloaded) => c.push(Change::Reload),
+            _ => {}
+        }
+        Ok(c)
+    }
+
+    pub async fn apply(
+        &self,
+        ctx: &Context<'_>,
+        changes: &[Change],
+    ) -> Result<Applied, ModuleError> {
+        let n = shell_quote(self.name.as_deref().unwrap_or_default());
+        let mut s = String::from("set -e; ");
+        for c in changes {
+            s.push_str(&match c {
+                Change::DaemonReload => "systemctl daemon-reload; ".to_string(),
+                Change::Mask => format!("systemctl mask {n}; "),
+                Change::Unmask => format!("systemctl unmask {n}; "),
+                Change::Enable => format!("systemctl enable {n}; "),
+                Change::Disable => format!("systemctl disable {n}; "),
+                Change::Start => format!("systemctl start {n}; "),
+                Change::Stop => format!("systemctl stop {n}; "),
+                Change::Restart => format!("systemctl restart {n}; "),
+                Change::Reload => format!("systemctl reload-or-restart {n}; "),
+                _ => continue,
+            });
+        }
+        let what = format!(
+            "systemctl on `{}`",
+            self.name.as_deref().unwrap_or("daemon")
+        );
+        ctx.run_ok(&what, &s, None).await?;
+        Ok(Applied::default())
+    }
+}
