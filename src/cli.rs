@@ -17,6 +17,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.
+    /// Converge hosts from an inventory with YAML plans, over SSH, in parallel.
+    Provision(crate::commands::provision::ProvisionArgs),
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCommand),
 }

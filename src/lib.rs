@@ -9,10 +9,12 @@
 
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod inventory;
 pub mod modules;
 pub mod plan;
+pub mod progress;
 pub mod template;
 pub mod transport;
 

@@ -2,6 +2,7 @@
 //! its own local work) and returns an exit code.
 
 pub mod lab;
+pub mod provision;
 
 use crate::cli::{Cli, Command};
 use crate::Error;
@@ -9,6 +10,7 @@ use crate::Error;
 /// Runs one command; `Ok(code)` is the exit code when the command itself ran to its end.
 pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
+        Command::Provision(args) => provision::run(args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
     }
 }

@@ -130,7 +130,7 @@ impl LineInFile {
                 let line = self.line.clone().unwrap_or_default();
                 if let Some(i) = lines.iter().rposition(|l| matches(l)) {
                     lines[i] = line;
-                } else if !lines.iter().any(|l| *l == line) {
+                } else if !lines.contains(&line) {
                     let at = match &self.insert {
                         Insert::Eof => lines.len(),
                         Insert::Bof => 0,

@@ -1,0 +1,690 @@
+//! One play on one host: prepare tasks, batch their probes, check, apply (or not, in check
+//! mode), register results, notify and run handlers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::inventory::Host;
+use crate::modules::{BuildCtx, Context, Module, ModuleError, ModuleKind, Seen};
+use crate::plan::{Plan, Play, Task};
+use crate::template::{self, TemplateError, Templates};
+use crate::transport::Transport;
+
+use super::probe::Batch;
+use super::redact::{is_secret_path, Redactor};
+use super::{vars, Event, Mode, Options, Status, TaskReport};
+
+/// Parsed template directories, shared by every host.
+#[derive(Clone, Default)]
+pub struct TemplateCache(Arc<HashMap<Vec<PathBuf>, Arc<Templates>>>);
+
+impl TemplateCache {
+    pub fn load(plan: &Plan, project: &std::path::Path) -> Result<TemplateCache, TemplateError> {
+        let mut map = HashMap::new();
+        for play in &plan.plays {
+            for t in play.tasks.iter().chain(&play.handlers) {
+                let mut dirs = t.template_dirs.clone();
+                // The project's templates/ as the command line names it (plans record a default).
+                if let Some(last) = dirs.last_mut() {
+                    *last = project.to_path_buf();
+                }
+                if !map.contains_key(&t.template_dirs) {
+                    map.insert(t.template_dirs.clone(), Arc::new(Templates::load(&dirs)?));
+                }
+            }
+        }
+        Ok(TemplateCache(Arc::new(map)))
+    }
+
+    fn get(&self, dirs: &[PathBuf]) -> Option<Arc<Templates>> {
+        self.0.get(dirs).cloned()
+    }
+}
+
+pub struct PlayCtx {
+    pub play: Play,
+    pub opts: Options,
+    pub templates: TemplateCache,
+    pub groups: Value,
+    pub hostvars: Arc<Value>,
+    pub events: UnboundedSender<Event>,
+}
+
+#[derive(Default)]
+pub struct PlayOutcome {
+    pub reports: Vec<TaskReport>,
+    pub unreachable: Option<String>,
+    pub failed: bool,
+}
+
+impl PlayOutcome {
+    pub fn unreachable(e: String) -> PlayOutcome {
+        PlayOutcome {
+            unreachable: Some(e),
+            ..Default::default()
+        }
+    }
+}
+
+enum UnitKind {
+    Skip(String),
+    Local,
+    Module {
+        module: Box<Module>,
+        sudo: bool,
+        seen: Option<Seen>,
+    },
+    Broken(String),
+}
+
+struct Unit {
+    item: Option<Value>,
+    kind: UnitKind,
+    /// The variables the unit was prepared with (task vars and loop item included).
+    vars: Value,
+}
+
+struct Prepared<'a> {
+    task: &'a Task,
+    units: Vec<Unit>,
+}
+
+/// A window stops after a task whose results later tasks may read.
+fn is_barrier(t: &Task) -> bool {
+    t.register.is_some() || t.module == ModuleKind::SetFact
+}
+
+/// Probes more than this in one script gain nothing and make one failure cost more.
+const MAX_BATCH: usize = 64;
+
+struct HostRun<'a> {
+    ctx: &'a PlayCtx,
+    host: &'a Host,
+    transport: &'a Transport,
+    vars: Map<String, Value>,
+    redactor: Redactor,
+    notified: Vec<String>,
+    out: PlayOutcome,
+}
+
+pub async fn run_play(
+    ctx: &PlayCtx,
+    host: &Host,
+    transport: &Transport,
+    facts: &mut Map<String, Value>,
+) -> PlayOutcome {
+    let vars = vars::build(
+        host,
+        &ctx.play,
+        &ctx.opts.extra_vars,
+        facts,
+        &ctx.groups,
+        &ctx.hostvars,
+    );
+    let mut redactor = Redactor::from_vars(&vars);
+    for v in ctx.opts.extra_vars.values() {
+        if let Some(s) = v.as_str() {
+            if ctx
+                .opts
+                .extra_vars
+                .iter()
+                .any(|(k, x)| x == v && super::redact::is_secret_name(k))
+            {
+                redactor.add(s);
+            }
+        }
+    }
+    let mut run = HostRun {
+        ctx,
+        host,
+        transport,
+        vars,
+        redactor,
+        notified: Vec::new(),
+        out: PlayOutcome::default(),
+    };
+    let tasks: Vec<&Task> = ctx
+        .play
+        .tasks
+        .iter()
+        .filter(|t| tag_selected(t, &ctx.opts))
+        .collect();
+    run.run_tasks(&tasks, false, facts).await;
+    // Handlers run for what changed even when a later task failed; not when the host is gone.
+    if run.out.unreachable.is_none() && !run.notified.is_empty() {
+        let handlers: Vec<&Task> = ctx
+            .play
+            .handlers
+            .iter()
+            .filter(|h| {
+                run.notified
+                    .iter()
+                    .any(|n| *n == h.name.0 || h.listen.contains(n))
+            })
+            .collect();
+        let failed_before = run.out.failed;
+        run.out.failed = false;
+        run.run_tasks(&handlers, true, facts).await;
+        run.out.failed |= failed_before;
+    }
+    run.out
+}
+
+fn tag_selected(t: &Task, o: &Options) -> bool {
+    let has = |set: &[String]| t.tags.iter().any(|x| set.contains(x));
+    let included = o.tags.is_empty() || has(&o.tags) || t.tags.iter().any(|x| x == "always");
+    included && !has(&o.skip_tags)
+}
+
+impl HostRun<'_> {
+    fn sudo(&self, t: &Task) -> bool {
+        t.become_.unwrap_or(self.ctx.play.become_) && self.host.user != "root"
+    }
+
+    fn context(&self, sudo: bool) -> Context<'_> {
+        Context {
+            transport: self.transport,
+            sudo,
+            timeout: self.ctx.opts.task_timeout,
+        }
+    }
+
+    fn prepare<'t>(&self, task: &'t Task) -> Prepared<'t> {
+        let units = match self.prepare_units(task) {
+            Ok(u) => u,
+            Err(e) => vec![Unit {
+                item: None,
+                kind: UnitKind::Broken(e),
+                vars: Value::Null,
+            }],
+        };
+        Prepared { task, units }
+    }
+
+    fn prepare_units(&self, task: &Task) -> Result<Vec<Unit>, String> {
+        let err = |e: &dyn std::error::Error| crate::error::chain(e);
+        let mut base = self.vars.clone();
+        if !task.vars.is_empty() {
+            let snapshot = Value::Object(base.clone());
+            for (k, v) in &task.vars {
+                base.insert(
+                    k.clone(),
+                    template::render_value(v, &snapshot).map_err(|e| err(&e))?,
+                );
+            }
+        }
+        let items: Vec<Option<Value>> = match &task.loop_items {
+            None => vec![None],
+            Some(l) => match template::render_value(l, &Value::Object(base.clone()))
+                .map_err(|e| err(&e))?
+            {
+                Value::Array(a) => a.into_iter().map(Some).collect(),
+                other => return Err(format!("`loop` must give a list, gave `{other}`")),
+            },
+        };
+        let templates = self.ctx.templates.get(&task.template_dirs);
+        let mut units = Vec::new();
+        for item in items {
+            let mut v = base.clone();
+            if let Some(i) = &item {
+                v.insert(task.loop_var.clone(), i.clone());
+            }
+            let v = Value::Object(v);
+            let mut skip = None;
+            for w in &task.when {
+                if !template::eval_bool(w, &v).map_err(|e| err(&e))? {
+                    skip = Some(format!(
+                        "condition `{}` is false",
+                        w.as_str().unwrap_or("?")
+                    ));
+                    break;
+                }
+            }
+            let kind = if let Some(reason) = skip {
+                UnitKind::Skip(reason)
+            } else if task.module.is_local() {
+                UnitKind::Local
+            } else {
+                let args = template::render_value(&task.args, &v).map_err(|e| err(&e))?;
+                let empty;
+                let templates = match &templates {
+                    Some(t) => t.as_ref(),
+                    None => {
+                        empty = Templates::load(&[]).map_err(|e| err(&e))?;
+                        &empty
+                    }
+                };
+                let bctx = BuildCtx {
+                    templates,
+                    vars: &v,
+                    file_dirs: &task.file_dirs,
+                };
+                let module = Module::build(task.module, &args, &bctx).map_err(|e| err(&e))?;
+                UnitKind::Module {
+                    module: Box::new(module),
+                    sudo: self.sudo(task),
+                    seen: None,
+                }
+            };
+            units.push(Unit {
+                item,
+                kind,
+                vars: v,
+            });
+        }
+        Ok(units)
+    }
+
+    /// Runs the probes of every unit in `window` that has none yet, one script per privilege.
+    async fn probe(&self, window: &mut [Prepared<'_>]) -> Result<(), String> {
+        for sudo in [false, true] {
+            let mut batch = Batch::new();
+            let mut slots: Vec<(usize, usize)> = Vec::new();
+            for (ti, p) in window.iter().enumerate() {
+                for (ui, u) in p.units.iter().enumerate() {
+                    if let UnitKind::Module {
+                        module,
+                        sudo: s,
+                        seen: None,
+                    } = &u.kind
+                    {
+                        if *s == sudo {
+                            batch.push(&module.probe());
+                            slots.push((ti, ui));
+                        }
+                    }
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let ctx = self.context(sudo);
+            let out = ctx
+                .run(batch.script(), None)
+                .await
+                .map_err(|e| crate::error::chain(&e))?;
+            let parts = batch.split(&out.stdout_str());
+            for ((ti, ui), seen) in slots.into_iter().zip(parts) {
+                let seen = seen.ok_or_else(|| {
+                    format!(
+                        "the probe script stopped early: {}",
+                        self.redactor.redact(out.stderr_str().trim())
+                    )
+                })?;
+                if let UnitKind::Module { seen: s, .. } = &mut window[ti].units[ui].kind {
+                    *s = Some(seen);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_tasks(&mut self, tasks: &[&Task], handler: bool, facts: &mut Map<String, Value>) {
+        let mut idx = 0;
+        while idx < tasks.len() && !self.out.failed && self.out.unreachable.is_none() {
+            // Prepare a window of tasks whose probes can run together.
+            let mut window: Vec<Prepared> = Vec::new();
+            let mut probes = 0;
+            while idx < tasks.len() {
+                let t = tasks[idx];
+                let p = self.prepare(t);
+                probes += p.units.len();
+                window.push(p);
+                idx += 1;
+                if is_barrier(t) || probes >= MAX_BATCH {
+                    break;
+                }
+            }
+            let mut pos = 0;
+            while pos < window.len() {
+                let needs_probe = window[pos]
+                    .units
+                    .iter()
+                    .any(|u| matches!(u.kind, UnitKind::Module { seen: None, .. }));
+                if needs_probe {
+                    if let Err(e) = self.probe(&mut window[pos..]).await {
+                        self.out.unreachable = Some(e);
+                        return;
+                    }
+                }
+                let task = window[pos].task;
+                let _ = self.ctx.events.send(Event::TaskStart {
+                    host: self.host.name.clone(),
+                    task: task.name.clone(),
+                });
+                let units = std::mem::take(&mut window[pos].units);
+                let applied = self.run_task(task, units, handler, facts).await;
+                if self.out.failed || self.out.unreachable.is_some() {
+                    return;
+                }
+                if applied {
+                    // What later tasks saw may no longer hold: probe them again.
+                    for p in &mut window[pos + 1..] {
+                        for u in &mut p.units {
+                            if let UnitKind::Module { seen, .. } = &mut u.kind {
+                                *seen = None;
+                            }
+                        }
+                    }
+                }
+                pos += 1;
+            }
+        }
+    }
+
+    /// Runs one task's units; returns whether anything was applied to the host.
+    async fn run_task(
+        &mut self,
+        task: &Task,
+        units: Vec<Unit>,
+        handler: bool,
+        facts: &mut Map<String, Value>,
+    ) -> bool {
+        let mut applied_any = false;
+        let mut results: Vec<Value> = Vec::new();
+        let mut task_failed = false;
+        for unit in units {
+            let started = Instant::now();
+            let r = self.run_unit(task, unit).await;
+            applied_any |= r.applied;
+            if let Some(e) = r.unreachable {
+                self.out.unreachable = Some(e);
+                return applied_any;
+            }
+            if r.status == Status::Changed {
+                for n in &task.notify {
+                    if !self.notified.contains(n) {
+                        self.notified.push(n.clone());
+                    }
+                }
+            }
+            let failed = r.status == Status::Failed;
+            task_failed |= failed && !task.ignore_errors;
+            results.push(r.result.clone());
+            for (k, v) in r.facts {
+                self.vars.insert(k.clone(), v.clone());
+                facts.insert(k, v);
+            }
+            let label = match &r.item {
+                Some(i) => format!("{} ({})", task.name, short(i)),
+                None => task.name.0.clone(),
+            };
+            let report = TaskReport {
+                host: self.host.name.0.clone(),
+                play: self.ctx.play.name.clone(),
+                task: self.redactor.redact(&label),
+                status: r.status,
+                changes: r.changes.iter().map(|c| self.redactor.redact(c)).collect(),
+                diff: if task.no_log {
+                    None
+                } else {
+                    r.diff.map(|d| self.redactor.redact(&d))
+                },
+                message: r.message.map(|m| {
+                    if task.no_log {
+                        "output hidden (no_log)".to_string()
+                    } else {
+                        self.redactor.redact(&m)
+                    }
+                }),
+                at: task.at.to_string(),
+                handler,
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            let _ = self.ctx.events.send(Event::TaskDone(report.clone()));
+            self.out.reports.push(report);
+        }
+        if let Some(name) = &task.register {
+            let value = if task.loop_items.is_some() {
+                let any = |k: &str| results.iter().any(|r| r.get(k) == Some(&Value::Bool(true)));
+                json!({"results": results, "changed": any("changed"), "failed": any("failed"),
+                       "skipped": results.iter().all(|r| r.get("skipped") == Some(&Value::Bool(true)))})
+            } else {
+                results.pop().unwrap_or(Value::Null)
+            };
+            self.vars.insert(name.clone(), value.clone());
+            facts.insert(name.clone(), value);
+        }
+        if task_failed {
+            self.out.failed = true;
+        }
+        applied_any
+    }
+
+    async fn run_unit(&self, task: &Task, unit: Unit) -> UnitResult {
+        let mut r = UnitResult::new(unit.item.clone());
+        match unit.kind {
+            UnitKind::Skip(reason) => {
+                r.status = Status::Skipped;
+                r.message = Some(reason);
+                r.result = json!({"changed": false, "failed": false, "skipped": true});
+            }
+            UnitKind::Broken(e) => r.fail(e),
+            UnitKind::Local => self.run_local(task, &unit.vars, &mut r),
+            UnitKind::Module { module, sudo, seen } => {
+                let seen = seen.unwrap_or_default();
+                let ctx = self.context(sudo);
+                if let Err(e) = self
+                    .run_module(task, &module, &seen, &ctx, &unit.vars, &mut r)
+                    .await
+                {
+                    match e {
+                        ModuleError::Transport(t) => r.unreachable = Some(crate::error::chain(&t)),
+                        other => r.fail(crate::error::chain(&other)),
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    async fn run_module(
+        &self,
+        task: &Task,
+        module: &Module,
+        seen: &Seen,
+        ctx: &Context<'_>,
+        vars: &Value,
+        r: &mut UnitResult,
+    ) -> Result<(), ModuleError> {
+        let changes = module.check(seen)?;
+        r.changes = changes.iter().map(|c| c.to_string()).collect();
+        let is_command = matches!(module, Module::Command(_));
+        if changes.is_empty() {
+            r.status = Status::Ok;
+            r.result = json!({"changed": false, "failed": false, "skipped": is_command,
+                              "rc": 0, "stdout": "", "stderr": "", "stdout_lines": []});
+            return Ok(());
+        }
+        if self.ctx.opts.diff && !task.no_log {
+            if let Some(d) = module.diff(ctx, &changes).await? {
+                r.diff = Some(if is_secret_path(&d.path) {
+                    format!(
+                        "--- {p}\n+++ {p}\n(content of a secret file not shown)\n",
+                        p = d.path
+                    )
+                } else {
+                    similar::TextDiff::from_lines(&d.before, &d.after)
+                        .unified_diff()
+                        .header(&d.path, &d.path)
+                        .to_string()
+                });
+            }
+        }
+        // A command declared read-only (`changed_when: false`) runs in check mode too, so
+        // later tasks can use what it printed.
+        let read_only = is_command && task.changed_when == Some(Value::Bool(false));
+        if self.ctx.opts.mode == Mode::Check && !read_only {
+            r.status = Status::Changed;
+            r.result = json!({"changed": true, "failed": false, "skipped": is_command,
+                              "rc": 0, "stdout": "", "stderr": "", "stdout_lines": []});
+            return Ok(());
+        }
+        let applied = module.apply(ctx, &changes).await?;
+        r.applied = !read_only;
+        r.status = Status::Changed;
+        r.result = json!({"changed": true, "failed": false, "changes": r.changes});
+        if let Some(out) = applied.output {
+            let stdout = out.stdout_str();
+            let stderr = out.stderr_str();
+            let rc = out.code.map(|c| c as i64).unwrap_or(-1);
+            let mut result = json!({
+                "rc": rc, "stdout": stdout.trim_end(), "stderr": stderr.trim_end(),
+                "stdout_lines": stdout.lines().collect::<Vec<_>>(),
+                "changed": true, "failed": rc != 0, "skipped": false,
+            });
+            let mut v = vars.clone();
+            if let Value::Object(m) = &mut v {
+                m.insert("result".into(), result.clone());
+                if let Some(name) = &task.register {
+                    m.insert(name.clone(), result.clone());
+                }
+            }
+            let eval = |e: &Value| template::eval_bool(e, &v);
+            let failed = match &task.failed_when {
+                Some(e) => eval(e)?,
+                None => rc != 0,
+            };
+            let changed = match &task.changed_when {
+                Some(e) => eval(e)?,
+                None => true,
+            };
+            result["failed"] = json!(failed);
+            result["changed"] = json!(changed);
+            r.result = result;
+            r.status = if failed {
+                Status::Failed
+            } else if changed {
+                Status::Changed
+            } else {
+                Status::Ok
+            };
+            if failed {
+                let text = if stderr.trim().is_empty() {
+                    &stdout
+                } else {
+                    &stderr
+                };
+                r.message = Some(format!("exit {rc}: {}", last_lines(text, 10)));
+            } else if !changed {
+                r.changes.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn run_local(&self, task: &Task, vars: &Value, r: &mut UnitResult) {
+        let args = match template::render_value(&task.args, vars) {
+            Ok(a) => a,
+            Err(e) => return r.fail(crate::error::chain(&e)),
+        };
+        r.status = Status::Ok;
+        r.result = json!({"changed": false, "failed": false});
+        match task.module {
+            ModuleKind::Debug => {
+                r.message = Some(match (args.get("msg"), args.get("var")) {
+                    (Some(Value::String(m)), _) => m.clone(),
+                    (Some(m), _) => m.to_string(),
+                    (None, Some(Value::String(name))) => {
+                        format!(
+                            "{name} = {}",
+                            vars.get(name).cloned().unwrap_or(Value::Null)
+                        )
+                    }
+                    _ => String::new(),
+                });
+            }
+            ModuleKind::Fail => r.fail(
+                args.get("msg")
+                    .and_then(Value::as_str)
+                    .unwrap_or("failed as the plan asked")
+                    .to_string(),
+            ),
+            ModuleKind::Assert => {
+                let that = match task.args.get("that") {
+                    Some(Value::Array(a)) => a.clone(),
+                    Some(other) => vec![other.clone()],
+                    None => Vec::new(),
+                };
+                for cond in &that {
+                    match template::eval_bool(cond, vars) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let msg = args
+                                .get("fail_msg")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                                .unwrap_or_else(|| {
+                                    format!("assertion `{}` failed", cond.as_str().unwrap_or("?"))
+                                });
+                            return r.fail(msg);
+                        }
+                        Err(e) => return r.fail(crate::error::chain(&e)),
+                    }
+                }
+            }
+            ModuleKind::SetFact => {
+                if let Value::Object(m) = args {
+                    r.facts = m.into_iter().collect();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct UnitResult {
+    item: Option<Value>,
+    status: Status,
+    changes: Vec<String>,
+    diff: Option<String>,
+    message: Option<String>,
+    result: Value,
+    facts: Vec<(String, Value)>,
+    applied: bool,
+    unreachable: Option<String>,
+}
+
+impl UnitResult {
+    fn new(item: Option<Value>) -> Self {
+        UnitResult {
+            item,
+            status: Status::Ok,
+            changes: Vec::new(),
+            diff: None,
+            message: None,
+            result: Value::Null,
+            facts: Vec::new(),
+            applied: false,
+            unreachable: None,
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        self.status = Status::Failed;
+        self.message = Some(message);
+        self.result = json!({"changed": false, "failed": true});
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

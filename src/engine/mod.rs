@@ -1,0 +1,351 @@
+//! The engine: the only place that decides whether to change a host.
+//!
+//! It connects each host once for the whole run, runs plays in order (every host finishes a play
+//! before the next starts, so later plays can read what earlier ones registered on other hosts),
+//! runs a host's tasks in order with their probes batched, stops after `check` in check mode,
+//! queues handlers on change, keeps a failed or unreachable host from stopping the others, and
+//! reports everything as [`Event`]s. It never prints.
+
+mod host;
+pub mod limits;
+mod probe;
+pub mod redact;
+mod vars;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::inventory::{Connection, Host, HostName, Inventory};
+use crate::plan::{Plan, TaskName};
+use crate::transport::{HostKeyPolicy, LocalTransport, SshTarget, SshTransport, Transport};
+
+pub use limits::Limits;
+
+/// Whether the run may change hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    /// Probe and report what would change; change nothing.
+    Check,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    /// Produce before/after text for files that change.
+    pub diff: bool,
+    /// Hosts in flight; 0 = all (capped).
+    pub forks: usize,
+    /// Only hosts matching this pattern.
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub extra_vars: Map<String, Value>,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    /// The longest one command on a host may take.
+    pub task_timeout: Duration,
+    /// The project's templates/ directory, searched after a plan's own.
+    pub project_templates: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Apply,
+            diff: false,
+            forks: 0,
+            limit: None,
+            tags: Vec::new(),
+            skip_tags: Vec::new(),
+            extra_vars: Map::new(),
+            host_key_policy: HostKeyPolicy::Strict,
+            connect_timeout: Duration::from_secs(10),
+            task_timeout: Duration::from_secs(3600),
+            project_templates: PathBuf::from("templates"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+}
+
+/// What happened to one task (or one loop item) on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub host: String,
+    pub play: String,
+    pub task: String,
+    pub status: Status,
+    /// What changed (or would change in check mode), in words.
+    pub changes: Vec<String>,
+    /// Unified diff, when asked for and the task touched a file's content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// The error for a failed task, a debug message, or why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `file line N` of the task in its plan.
+    pub at: String,
+    pub handler: bool,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStart { hosts: Vec<HostName> },
+    PlayStart { name: String, hosts: Vec<HostName> },
+    TaskStart { host: HostName, task: TaskName },
+    TaskDone(TaskReport),
+    Unreachable { host: HostName, error: String },
+    HostDone { host: HostName },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostRecap {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub unreachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recap {
+    pub hosts: BTreeMap<String, HostRecap>,
+    pub tasks: Vec<TaskReport>,
+    pub duration_ms: u64,
+}
+
+impl Recap {
+    /// True when every host converged: none failed and none was unreachable.
+    pub fn success(&self) -> bool {
+        self.hosts.values().all(|h| h.failed == 0 && !h.unreachable)
+    }
+
+    pub fn changed(&self) -> u32 {
+        self.hosts.values().map(|h| h.changed).sum()
+    }
+
+    fn record(&mut self, r: &TaskReport) {
+        let h = self.hosts.entry(r.host.clone()).or_default();
+        match r.status {
+            Status::Ok => h.ok += 1,
+            Status::Changed => h.changed += 1,
+            Status::Failed => h.failed += 1,
+            Status::Skipped => h.skipped += 1,
+        }
+        self.tasks.push(r.clone());
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("no host matches `{pattern}`")]
+    NoHosts { pattern: String },
+}
+
+/// Per-host state that lives across plays.
+struct HostState {
+    host: Host,
+    transport: Option<Arc<Transport>>,
+    /// Registered results and `set_fact`s, visible to later plays and as `hostvars`.
+    facts: Map<String, Value>,
+    dead: bool,
+    started: Instant,
+}
+
+/// Runs a plan against an inventory. Errors are only for problems found before any host is
+/// contacted; host failures are in the recap.
+pub async fn run(
+    inventory: &Inventory,
+    plan: &Plan,
+    opts: &Options,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, EngineError> {
+    let started = Instant::now();
+    let selected: Vec<HostName> = match &opts.limit {
+        Some(p) => inventory.select(p)?,
+        None => inventory.hosts.iter().map(|h| h.name.clone()).collect(),
+    };
+    if selected.is_empty() {
+        return Err(EngineError::NoHosts {
+            pattern: opts.limit.clone().unwrap_or_else(|| "all".into()),
+        });
+    }
+    // Template files are parsed once per directory list, before anything connects.
+    let templates = host::TemplateCache::load(plan, &opts.project_templates)?;
+    let mut play_hosts = Vec::new();
+    for play in &plan.plays {
+        let hosts: Vec<HostName> = inventory
+            .select(&play.hosts)?
+            .into_iter()
+            .filter(|h| selected.contains(h))
+            .collect();
+        play_hosts.push(hosts);
+    }
+
+    let mut states: BTreeMap<HostName, HostState> = BTreeMap::new();
+    for name in &selected {
+        if let Some(h) = inventory.host(&name.0) {
+            states.insert(
+                name.clone(),
+                HostState {
+                    host: h.clone(),
+                    transport: None,
+                    facts: Map::new(),
+                    dead: false,
+                    started: Instant::now(),
+                },
+            );
+        }
+    }
+    let _ = events.send(Event::RunStart {
+        hosts: selected.clone(),
+    });
+    let limits = Limits::new(opts.forks, selected.len());
+    let mut recap = Recap::default();
+    for name in &selected {
+        recap.hosts.insert(name.0.clone(), HostRecap::default());
+    }
+    let known_hosts = known_hosts_files(inventory);
+    let groups = vars::groups_value(inventory);
+
+    for (play, hosts) in plan.plays.iter().zip(play_hosts) {
+        let hosts: Vec<HostName> = hosts
+            .into_iter()
+            .filter(|h| states.get(h).is_some_and(|s| !s.dead))
+            .collect();
+        let _ = events.send(Event::PlayStart {
+            name: play.name.clone(),
+            hosts: hosts.clone(),
+        });
+        if hosts.is_empty() {
+            continue;
+        }
+        let hostvars = Arc::new(vars::hostvars(states.values().map(|s| (&s.host, &s.facts))));
+        let mut jobs = tokio::task::JoinSet::new();
+        for name in hosts {
+            let Some(mut st) = states.remove(&name) else {
+                continue;
+            };
+            let ctx = host::PlayCtx {
+                play: play.clone(),
+                opts: opts.clone(),
+                templates: templates.clone(),
+                groups: groups.clone(),
+                hostvars: hostvars.clone(),
+                events: events.clone(),
+            };
+            let limits = limits.clone();
+            let known_hosts = known_hosts.clone();
+            jobs.spawn(async move {
+                let permit = limits.hosts.clone().acquire_owned().await;
+                let outcome = match connect(&mut st, &ctx.opts, &known_hosts).await {
+                    Ok(t) => host::run_play(&ctx, &st.host, &t, &mut st.facts).await,
+                    Err(e) => host::PlayOutcome::unreachable(e),
+                };
+                drop(permit);
+                (st, outcome)
+            });
+        }
+        while let Some(res) = jobs.join_next().await {
+            // A panicking host task is a bug; the other hosts still finish.
+            let Ok((mut st, outcome)) = res else { continue };
+            for r in &outcome.reports {
+                recap.record(r);
+            }
+            let hr = recap.hosts.entry(st.host.name.0.clone()).or_default();
+            if let Some(err) = outcome.unreachable {
+                hr.unreachable = true;
+                hr.error = Some(err.clone());
+                st.dead = true;
+                let _ = events.send(Event::Unreachable {
+                    host: st.host.name.clone(),
+                    error: err,
+                });
+            }
+            if outcome.failed {
+                st.dead = true;
+            }
+            hr.duration_ms = st.started.elapsed().as_millis() as u64;
+            states.insert(st.host.name.clone(), st);
+        }
+    }
+    for st in states.values() {
+        if let Some(t) = &st.transport {
+            t.close().await;
+        }
+        let _ = events.send(Event::HostDone {
+            host: st.host.name.clone(),
+        });
+    }
+    recap.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(recap)
+}
+
+/// The user's known_hosts first (it receives keys accepted with `--accept-new-host-keys`), then
+/// the inventory's own.
+fn known_hosts_files(inv: &Inventory) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        v.push(PathBuf::from(home).join(".ssh/known_hosts"));
+    }
+    if let Some(k) = &inv.known_hosts {
+        v.push(k.clone());
+    }
+    v
+}
+
+async fn connect(
+    st: &mut HostState,
+    opts: &Options,
+    known_hosts: &[PathBuf],
+) -> Result<Arc<Transport>, String> {
+    if let Some(t) = &st.transport {
+        return Ok(t.clone());
+    }
+    let h = &st.host;
+    let t = match h.connection {
+        Connection::Local => Transport::Local(LocalTransport::new(h.name.0.clone())),
+        Connection::Ssh => {
+            let target = SshTarget {
+                host: h.name.0.clone(),
+                address: h.address.clone(),
+                port: h.port,
+                user: h.user.clone(),
+                key: h.key.clone(),
+                known_hosts: known_hosts.to_vec(),
+                host_key_policy: opts.host_key_policy,
+                connect_timeout: opts.connect_timeout,
+            };
+            Transport::Ssh(
+                SshTransport::connect(target)
+                    .await
+                    .map_err(|e| crate::error::chain(&e))?,
+            )
+        }
+    };
+    let t = Arc::new(t);
+    st.transport = Some(t.clone());
+    Ok(t)
+}
