@@ -19,4 +19,7 @@ pub enum Command {
     /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCommand),
+    /// Certificates for the Docker API's mutual TLS: CA, server and client certificates, checks.
+    #[command(subcommand)]
+    Certs(crate::commands::certs::CertsCommand),
 }

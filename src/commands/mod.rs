@@ -1,6 +1,7 @@
 //! Commands: each turns its arguments into work for the engine (or, for `lab` and `certs`, does
 //! its own local work) and returns an exit code.
 
+pub mod certs;
 pub mod lab;
 
 use crate::cli::{Cli, Command};
@@ -10,5 +11,6 @@ use crate::Error;
 pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Lab(cmd) => lab::run(cmd).await,
+        Command::Certs(cmd) => certs::run(cmd),
     }
 }
