@@ -167,9 +167,35 @@ impl KeyType {
     }
 
     fn generate(self, what: &'static str) -> Result<KeyPair, CertsError> {
-        KeyPair::generate_for(self.algorithm())
-            .map_err(|source| CertsError::Generate { what, source })
+        let err = |source| CertsError::Generate { what, source };
+        let key = KeyPair::generate_for(self.algorithm()).map_err(err)?;
+        match ed25519_pkcs8_v1(key.serialized_der()) {
+            Some(v1) => KeyPair::try_from(v1.as_slice()).map_err(err),
+            None => Ok(key),
+        }
     }
+}
+
+/// ring writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key appended), which
+/// OpenSSL 3.0 refuses to load ("unsupported"). The v1 form holds the same 32-byte seed and is
+/// what OpenSSL and Go write, so Ed25519 keys are stored as v1. `None` for anything that is not
+/// ring's exact v2 Ed25519 layout.
+fn ed25519_pkcs8_v1(der: &[u8]) -> Option<Vec<u8>> {
+    // SEQUENCE(81) { INTEGER 1, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING(32) } ...
+    const V2_PREFIX: &[u8] = &[
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    // ... and the same with INTEGER 0 and no public key, 46 bytes long.
+    const V1_PREFIX: &[u8] = &[
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    if der.len() != 83 {
+        return None;
+    }
+    let seed = der.strip_prefix(V2_PREFIX)?.get(..32)?;
+    Some([V1_PREFIX, seed].concat())
 }
 
 /// When a new certificate is valid. The command line only offers [`Validity::days`]; the
@@ -704,6 +730,18 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
             assert_eq!(leaf_cert.issuer(), ca_cert.subject());
         }
+    }
+
+    #[test]
+    fn ed25519_keys_are_stored_as_pkcs8_v1() {
+        let key = KeyType::Ed25519.generate("test key").unwrap();
+        let der = key.serialized_der();
+        assert_eq!(der.len(), 48);
+        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
+        assert_eq!(ed25519_pkcs8_v1(der), None);
+        // ECDSA keys are left as ring writes them.
+        let ec = KeyType::EcdsaP256.generate("test key").unwrap();
+        assert_eq!(ed25519_pkcs8_v1(ec.serialized_der()), None);
     }
 
     #[test]
