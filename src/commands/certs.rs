@@ -40,7 +40,9 @@ pub enum CertsCommand {
 
 #[derive(Debug, Args)]
 pub struct CaArgs {
-    /// The CA directory (created 0700 if missing). Keep ca-key.pem out of version control.
+    /// The CA directory, created 0700 if missing. The default, ./certs under the current
+    /// directory, keeps the CA with the cluster it belongs to (one CA per cluster); keep
+    /// ca-key.pem out of version control.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
     dir: PathBuf,
     /// The CA's common name.
