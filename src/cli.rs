@@ -21,4 +21,7 @@ pub enum Command {
     Provision(crate::commands::provision::ProvisionArgs),
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCommand),
+    /// Certificates for the Docker API's mutual TLS: CA, server and client certificates, checks.
+    #[command(subcommand)]
+    Certs(crate::commands::certs::CertsCommand),
 }

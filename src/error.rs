@@ -11,6 +11,8 @@ pub enum Error {
     Provision(#[from] crate::commands::provision::ProvisionError),
     #[error(transparent)]
     Lab(#[from] crate::commands::lab::LabError),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertsError),
 }
 
 impl Error {
@@ -20,6 +22,7 @@ impl Error {
             Error::Transport(_) => 1,
             Error::Provision(_) => 2,
             Error::Lab(e) => e.exit_code(),
+            Error::Certs(e) => e.exit_code(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! cli -> commands -> engine -> modules -> transport; inventory, plan, template and diff are leaves;
 //! progress only consumes engine events.
 
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod engine;

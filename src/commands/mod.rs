@@ -1,6 +1,7 @@
 //! Commands: each turns its arguments into work for the engine (or, for `lab` and `certs`, does
 //! its own local work) and returns an exit code.
 
+pub mod certs;
 pub mod lab;
 pub mod provision;
 
@@ -12,5 +13,6 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Provision(args) => provision::run(args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
+        Command::Certs(cmd) => certs::run(cmd),
     }
 }
