@@ -544,7 +544,7 @@ mod tests {
         let ecdsa = Algorithm::Ecdsa {
             curve: russh::keys::EcdsaCurve::NistP256,
         };
-        assert_eq!(first(&[ecdsa.clone()]), ecdsa);
+        assert_eq!(first(std::slice::from_ref(&ecdsa)), ecdsa);
         // A recorded RSA key brings the SHA-2 signature variants forward.
         assert_eq!(
             first(&[Algorithm::Rsa { hash: None }]),
