@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod lab;
 pub mod transport;
 
 pub use error::Error;
