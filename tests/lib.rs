@@ -1,2 +1,5 @@
 //! Integration tests, one binary, one module per feature. Tests whose names start with `lab_`
-//! need a Docker engine and run against real lab nodes.
+//! need a Docker engine and run against real lab nodes (see `common` for the shared lab).
+
+mod common;
+mod lab;
