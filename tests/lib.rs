@@ -4,3 +4,4 @@
 mod certs;
 mod common;
 mod lab;
+mod provision;

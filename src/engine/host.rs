@@ -280,23 +280,27 @@ impl HostRun<'_> {
         Ok(units)
     }
 
-    /// Runs the probes of every unit in `window` that has none yet, one script per privilege.
+    /// Runs the probes of every unit in `window` that has none yet.
     async fn probe(&self, window: &mut [Prepared<'_>]) -> Result<(), String> {
+        self.probe_units(window.iter_mut().flat_map(|p| p.units.iter_mut()).collect())
+            .await
+    }
+
+    /// Runs the probes of `units` that have none yet, one script per privilege.
+    async fn probe_units(&self, mut units: Vec<&mut Unit>) -> Result<(), String> {
         for sudo in [false, true] {
             let mut batch = Batch::new();
-            let mut slots: Vec<(usize, usize)> = Vec::new();
-            for (ti, p) in window.iter().enumerate() {
-                for (ui, u) in p.units.iter().enumerate() {
-                    if let UnitKind::Module {
-                        module,
-                        sudo: s,
-                        seen: None,
-                    } = &u.kind
-                    {
-                        if *s == sudo {
-                            batch.push(&module.probe());
-                            slots.push((ti, ui));
-                        }
+            let mut slots: Vec<usize> = Vec::new();
+            for (i, u) in units.iter().enumerate() {
+                if let UnitKind::Module {
+                    module,
+                    sudo: s,
+                    seen: None,
+                } = &u.kind
+                {
+                    if *s == sudo {
+                        batch.push(&module.probe());
+                        slots.push(i);
                     }
                 }
             }
@@ -309,14 +313,14 @@ impl HostRun<'_> {
                 .await
                 .map_err(|e| crate::error::chain(&e))?;
             let parts = batch.split(&out.stdout_str());
-            for ((ti, ui), seen) in slots.into_iter().zip(parts) {
+            for (i, seen) in slots.into_iter().zip(parts) {
                 let seen = seen.ok_or_else(|| {
                     format!(
                         "the probe script stopped early: {}",
                         self.redactor.redact(out.stderr_str().trim())
                     )
                 })?;
-                if let UnitKind::Module { seen: s, .. } = &mut window[ti].units[ui].kind {
+                if let UnitKind::Module { seen: s, .. } = &mut units[i].kind {
                     *s = Some(seen);
                 }
             }
@@ -388,9 +392,28 @@ impl HostRun<'_> {
         let mut applied_any = false;
         let mut results: Vec<Value> = Vec::new();
         let mut task_failed = false;
-        for unit in units {
+        let mut units: std::collections::VecDeque<Unit> = units.into();
+        while let Some(unit) = units.pop_front() {
+            if matches!(unit.kind, UnitKind::Module { seen: None, .. }) {
+                let mut pending = vec![unit];
+                pending.extend(units.drain(..));
+                if let Err(e) = self.probe_units(pending.iter_mut().collect()).await {
+                    self.out.unreachable = Some(e);
+                    return applied_any;
+                }
+                units = pending.into();
+                continue;
+            }
             let started = Instant::now();
             let r = self.run_unit(task, unit).await;
+            if r.applied {
+                // A later item may look at what this one changed (same file, same unit).
+                for u in units.iter_mut() {
+                    if let UnitKind::Module { seen, .. } = &mut u.kind {
+                        *seen = None;
+                    }
+                }
+            }
             applied_any |= r.applied;
             if let Some(e) = r.unreachable {
                 self.out.unreachable = Some(e);
