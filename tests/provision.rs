@@ -454,3 +454,47 @@ fn bad_input_is_one_clear_error_before_any_connection() {
         wire.assert_untouched();
     }
 }
+
+#[test]
+fn lab_become_uses_sudo_for_a_non_root_user() {
+    let lab = lab();
+    let pubkey = std::fs::read_to_string(lab.key.with_extension("pub")).unwrap();
+    lab.ssh_ok(
+        "node3",
+        &format!(
+            "id mpt >/dev/null 2>&1 || useradd -m -s /bin/sh mpt; install -d -o mpt -m 700 /home/mpt/.ssh; \
+             echo '{}' > /home/mpt/.ssh/authorized_keys; chown mpt /home/mpt/.ssh/authorized_keys; \
+             echo 'mpt ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/mpt; chmod 0440 /etc/sudoers.d/mpt; \
+             rm -f /root/mpt-become /tmp/mpt-plain",
+            pubkey.trim()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let n = lab.node("node3");
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        format!(
+            "all:\n  user: mpt\n  key: {}\n  known_hosts: {}\ngroups:\n  workers:\n    hosts:\n      node3: {{address: 127.0.0.1, port: {}}}\n",
+            lab.key.display(),
+            lab.known_hosts.display(),
+            n.ssh_port
+        ),
+    )
+    .unwrap();
+    let plan = dir.path().join("become.yaml");
+    std::fs::write(
+        &plan,
+        "- hosts: all\n  tasks:\n    - name: as root\n      copy: {content: \"root only\\n\", dest: /root/mpt-become, mode: \"0600\"}\n      become: true\n    - name: as the user\n      copy: {content: \"plain\\n\", dest: /tmp/mpt-plain}\n",
+    )
+    .unwrap();
+    for expected_changes in [2, 0] {
+        let out = provision(&inv, &plan, &["--format", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(counts(&json_recap(&out), "node3").0, expected_changes);
+    }
+    assert_eq!(
+        lab.ssh_ok("node3", "stat -c '%U %a' /root/mpt-become /tmp/mpt-plain"),
+        "root 600\nmpt 644"
+    );
+}
