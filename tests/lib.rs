@@ -1,2 +1,3 @@
 //! Integration tests, one binary, one module per feature. Tests whose names start with `lab_`
 //! need a Docker engine and run against real lab nodes.
+mod ssh;
