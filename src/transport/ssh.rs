@@ -111,8 +111,8 @@ impl SshTransport {
 
     /// Runs `command` through the remote user's shell on a fresh channel, streams `stdin` (if any)
     /// then EOF while collecting stdout and stderr, and returns once the server closes the channel.
-    /// A non-zero exit is an `Ok`. The channel is closed on every path, including when this
-    /// future is dropped before it finishes.
+    /// A non-zero exit is an `Ok`. The channel is ended on every path, including when this
+    /// future is dropped before it finishes (see [`ChannelSlot`]).
     pub async fn exec(
         &self,
         command: &str,
@@ -205,22 +205,23 @@ impl SshTransport {
                     eof_sent: false,
                 })
             });
-            let refused = match opening.await {
+            match opening.await {
                 Ok(Ok(slot)) => return Ok(slot),
                 Ok(Err(russh::Error::ChannelOpenFailure(
                     ChannelOpenFailure::ConnectFailed
                     | ChannelOpenFailure::AdministrativelyProhibited
                     | ChannelOpenFailure::ResourceShortage,
-                ))) => true,
+                ))) => {
+                    if Instant::now() + backoff > deadline {
+                        return Err(self.error(format!(
+                            "the server refused new channels for {} s: its MaxSessions is too \
+                             low or earlier abandoned commands still run",
+                            REFUSED_CHANNEL_RETRY.as_secs()
+                        )));
+                    }
+                }
                 Ok(Err(e)) => return Err(self.error(format!("cannot open a channel: {e}"))),
                 Err(e) => return Err(self.error(format!("cannot open a channel: {e}"))),
-            };
-            if refused && Instant::now() + backoff > deadline {
-                return Err(self.error(format!(
-                    "the server refused new channels for {} s: its MaxSessions is too low or \
-                     earlier abandoned commands still run",
-                    REFUSED_CHANNEL_RETRY.as_secs()
-                )));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(REFUSED_CHANNEL_BACKOFF_MAX);
