@@ -5,3 +5,4 @@ mod certs;
 mod common;
 mod lab;
 mod provision;
+mod ssh;
