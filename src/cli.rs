@@ -19,4 +19,6 @@ pub enum Command {
     /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCommand),
+    /// Durable queues and streams in PostgreSQL: migrate, status, queue and stream administration.
+    Sql(crate::commands::sql::SqlArgs),
 }

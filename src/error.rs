@@ -9,6 +9,8 @@ pub enum Error {
     Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
     Lab(#[from] crate::commands::lab::LabError),
+    #[error(transparent)]
+    Sql(#[from] crate::commands::sql::SqlCommandError),
 }
 
 impl Error {
@@ -17,6 +19,7 @@ impl Error {
         match self {
             Error::Transport(_) => 1,
             Error::Lab(e) => e.exit_code(),
+            Error::Sql(e) => e.exit_code(),
         }
     }
 }

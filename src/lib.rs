@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod sql;
 pub mod transport;
 
 pub use error::Error;

@@ -2,6 +2,7 @@
 //! its own local work) and returns an exit code.
 
 pub mod lab;
+pub mod sql;
 
 use crate::cli::{Cli, Command};
 use crate::Error;
@@ -10,5 +11,6 @@ use crate::Error;
 pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Lab(cmd) => lab::run(cmd).await,
+        Command::Sql(args) => sql::run(args).await,
     }
 }
