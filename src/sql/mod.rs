@@ -21,7 +21,8 @@ pub enum SqlError {
     Transport {
         target: String,
         #[source]
-        source: crate::transport::TransportError,
+        // boxed: the transport error is large and this enum travels in every Result
+        source: Box<crate::transport::TransportError>,
     },
     #[error("{target}: {action} failed: {message}")]
     Psql {

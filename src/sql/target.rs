@@ -178,7 +178,7 @@ impl Psql {
             .await
             .map_err(|source| SqlError::Transport {
                 target: self.target.describe(),
-                source,
+                source: Box::new(source),
             })?;
         if !out.success() {
             // PL/pgSQL CONTEXT lines locate the error inside our functions: noise for a user.
