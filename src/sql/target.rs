@@ -213,18 +213,13 @@ impl Psql {
         self.decode(action, &out)
     }
 
-    /// Decodes the last non-empty line of psql's output as JSON.
+    /// Decodes psql's whole output as one JSON value (json_agg spreads arrays over lines).
     pub fn decode<T: serde::de::DeserializeOwned>(
         &self,
         action: &str,
         out: &str,
     ) -> Result<T, SqlError> {
-        let line = out
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        serde_json::from_str(line).map_err(|source| SqlError::BadOutput {
+        serde_json::from_str(out.trim()).map_err(|source| SqlError::BadOutput {
             target: self.target.describe(),
             action: action.to_string(),
             source,
