@@ -24,4 +24,6 @@ pub enum Command {
     /// Certificates for the Docker API's mutual TLS: CA, server and client certificates, checks.
     #[command(subcommand)]
     Certs(crate::commands::certs::CertsCommand),
+    /// Durable queues and streams in PostgreSQL: migrate, status, queue and stream administration.
+    Sql(crate::commands::sql::SqlArgs),
 }

@@ -13,6 +13,8 @@ pub enum Error {
     Lab(#[from] crate::commands::lab::LabError),
     #[error(transparent)]
     Certs(#[from] crate::certs::CertsError),
+    #[error(transparent)]
+    Sql(#[from] crate::commands::sql::SqlCommandError),
 }
 
 impl Error {
@@ -23,6 +25,7 @@ impl Error {
             Error::Provision(_) => 2,
             Error::Lab(e) => e.exit_code(),
             Error::Certs(e) => e.exit_code(),
+            Error::Sql(e) => e.exit_code(),
         }
     }
 }

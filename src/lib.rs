@@ -17,6 +17,7 @@ pub mod lab;
 pub mod modules;
 pub mod plan;
 pub mod progress;
+pub mod sql;
 pub mod template;
 pub mod transport;
 

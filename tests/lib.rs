@@ -1,8 +1,11 @@
 //! Integration tests, one binary, one module per feature. Tests whose names start with `lab_`
-//! need a Docker engine and run against real lab nodes (see `common` for the shared lab).
+//! need a Docker engine and run against real lab nodes (see `common` for the shared lab);
+//! those starting with `sql_` need PostgreSQL (see `pg`).
 
 mod certs;
 mod common;
 mod lab;
+mod pg;
 mod provision;
+mod sql;
 mod ssh;

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod lab;
 pub mod provision;
+pub mod sql;
 
 use crate::cli::{Cli, Command};
 use crate::Error;
@@ -14,5 +15,6 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Provision(args) => provision::run(args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
         Command::Certs(cmd) => certs::run(cmd),
+        Command::Sql(args) => sql::run(args).await,
     }
 }
