@@ -13,6 +13,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod inventory;
+pub mod lab;
 pub mod modules;
 pub mod plan;
 pub mod progress;

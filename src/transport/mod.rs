@@ -5,6 +5,7 @@
 //! [`Transport::exec`]. SSH keeps one connection per host for a run and multiplexes channels over
 //! it; the local transport runs `sh -c` on this machine (used by `sql --database-url` and tests).
 
+mod known_hosts;
 pub mod local;
 pub mod ssh;
 
@@ -91,6 +92,22 @@ pub enum TransportError {
         file: PathBuf,
         line: usize,
     },
+    #[error("host `{host}`: the host key of `{address}` ({fingerprint}) is marked @revoked in `{file}` line {line}; refusing to connect")]
+    RevokedHostKey {
+        host: String,
+        address: String,
+        fingerprint: String,
+        file: PathBuf,
+        line: usize,
+    },
+    #[error("host `{host}`: cannot record the host key of `{address}` in `{file}`")]
+    RecordHostKey {
+        host: String,
+        address: String,
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("host `{host}`: cannot read known_hosts file `{file}`")]
     KnownHosts {
         host: String,
@@ -110,6 +127,8 @@ pub enum TransportError {
         user: String,
         method: String,
     },
+    #[error("host `{host}`: cannot authenticate with the ssh-agent: {reason}")]
+    Agent { host: String, reason: String },
     #[error("host `{host}`: ssh: {reason}")]
     Ssh { host: String, reason: String },
     #[error("host `{host}`: cannot run a local command")]

@@ -1,29 +1,561 @@
-//! The SSH transport over russh: one connection per host, channels multiplexed over it.
+//! The SSH transport over russh: one connection per host for a whole run, with every command on
+//! its own session channel multiplexed over it. Owns connecting (TCP, handshake, strict host key
+//! check, key file or ssh-agent authentication), the per-host channel limit, and running one
+//! command with stdin/stdout/stderr/exit status. Knows nothing of sudo, tasks or retries.
 
-use super::{Output, SshTarget, TransportError};
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use russh::client::{self, Handle, Msg};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{AgentAuthError, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect, Preferred};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::known_hosts::{self, KnownHosts, Verdict};
+use super::{HostKeyPolicy, Output, SshTarget, TransportError};
+
+/// Channels open at once on one connection. OpenSSH refuses channels beyond its `MaxSessions`
+/// (10 by default); 8 leaves room for channels that are still closing on the server side.
+pub const MAX_CHANNELS_PER_HOST: usize = 8;
+
+/// A keepalive after 15 s of silence, the connection declared dead after 3 unanswered ones.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_MAX: usize = 3;
+
+/// How long an abandoned channel may take to confirm its close before its slot is reused anyway.
+const ABANDONED_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Plain curve25519 first: the cheapest exchange OpenSSH offers; the hybrid post-quantum one
+/// stays available. The `ext-info-c` and strict-kex markers must stay (server-sig-algs for RSA
+/// keys; the Terrapin countermeasure).
+const KEX_ORDER: &[russh::kex::Name] = &[
+    russh::kex::CURVE25519,
+    russh::kex::CURVE25519_PRE_RFC_8731,
+    russh::kex::MLKEM768X25519_SHA256,
+    russh::kex::DH_G16_SHA512,
+    russh::kex::DH_G14_SHA256,
+    russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+];
+
+/// AES-GCM first: ring runs it on AES-NI, faster than chacha20-poly1305 for bulk file transfer.
+const CIPHER_ORDER: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
+/// A connection to one host. `Send + Sync`: many tasks may call [`SshTransport::exec`] on a
+/// shared reference at once; at most [`MAX_CHANNELS_PER_HOST`] commands run at a time, the rest
+/// wait their turn.
 pub struct SshTransport {
-    target: SshTarget,
+    host: String,
+    handle: Handle<HostKeyCheck>,
+    channels: Arc<Semaphore>,
 }
 
 impl SshTransport {
+    /// Connects, checks the host key against `target.known_hosts` and authenticates with
+    /// `target.key` or, without one, the ssh-agent at `SSH_AUTH_SOCK`. TCP connect, handshake and
+    /// authentication together must finish within `target.connect_timeout`.
+    ///
+    /// A host key in no file is refused (`UnknownHostKey`) unless the policy is `AcceptNew`, which
+    /// appends it to the first file. A key that differs from a recorded key of the same type is
+    /// always refused (`ChangedHostKey`), as is a key marked `@revoked`.
     pub async fn connect(target: SshTarget) -> Result<SshTransport, TransportError> {
-        Err(TransportError::Ssh {
-            host: target.host,
-            reason: "not built yet".into(),
-        })
+        let name = known_hosts::host_name(&target.address, target.port);
+        let known = KnownHosts::load(&target.known_hosts).map_err(|(file, source)| {
+            TransportError::KnownHosts {
+                host: target.host.clone(),
+                file,
+                source,
+            }
+        })?;
+        let config = config_for(&known.recorded_algorithms(&name));
+        let check = HostKeyCheck {
+            host: target.host.clone(),
+            name,
+            known,
+            policy: target.host_key_policy,
+            record_in: target.known_hosts.first().cloned(),
+        };
+        match tokio::time::timeout(target.connect_timeout, establish(&target, config, check)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::ConnectTimeout {
+                host: target.host.clone(),
+                address: target.address.clone(),
+                port: target.port,
+                seconds: target.connect_timeout.as_secs(),
+            }),
+        }
     }
 
+    /// Runs `command` through the remote user's shell on a fresh channel, streams `stdin` (if any)
+    /// then EOF while collecting stdout and stderr, and returns once the server closes the channel.
+    /// A non-zero exit is an `Ok`. The channel is closed on every path, including when this
+    /// future is dropped before it finishes.
     pub async fn exec(
         &self,
-        _command: &str,
-        _stdin: Option<&[u8]>,
+        command: &str,
+        stdin: Option<&[u8]>,
     ) -> Result<Output, TransportError> {
-        Err(TransportError::Ssh {
-            host: self.target.host.clone(),
-            reason: "not built yet".into(),
-        })
+        let permit = self
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.error("the connection is closed"))?;
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.error(format!("cannot open a channel: {e}")))?;
+        let mut slot = ChannelSlot {
+            parts: Some(channel.split()),
+            permit: Some(permit),
+        };
+        // Cannot fail: only `Drop` and `finished` take the parts.
+        let Some((read, write)) = slot.parts.as_mut() else {
+            return Err(self.error("channel already closed"));
+        };
+
+        // Nothing waits for the server's answer to `exec`: stdin follows at once, and a refusal
+        // arrives in order on the channel.
+        write
+            .exec(true, command)
+            .await
+            .map_err(|e| self.error(format!("cannot start the command: {e}")))?;
+        let send = async {
+            if let Some(data) = stdin.filter(|d| !d.is_empty()) {
+                // Chunked by russh to the packet size and the server's window.
+                write.data_bytes(data.to_vec()).await?;
+            }
+            write.eof().await
+        };
+        // The output is read while stdin is still being written: a command may answer before it
+        // has read all its input, and an unread channel stalls the whole connection. Sending
+        // errors are not ours to report: a command may exit without reading its input, and a
+        // lost connection shows on the reading side.
+        let send_then_wait = async {
+            let _ = send.await;
+            std::future::pending::<Infallible>().await
+        };
+        let received = tokio::select! {
+            received = receive(read) => received,
+            never = send_then_wait => match never {},
+        };
+        match received {
+            Received::Closed(output) => {
+                slot.finished();
+                Ok(output)
+            }
+            Received::Refused => Err(self.error("the server refused to run the command")),
+            Received::Lost => {
+                slot.finished();
+                Err(self.error("the connection was lost while a command was running"))
+            }
+        }
     }
 
-    pub async fn close(&self) {}
+    /// Closes the connection; commands still waiting for a channel fail. Idempotent.
+    pub async fn close(&self) {
+        self.channels.close();
+        // Already disconnected is as good as disconnected now.
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    fn error(&self, reason: impl Into<String>) -> TransportError {
+        TransportError::Ssh {
+            host: self.host.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// TCP connect, handshake (with the host key check) and authentication.
+async fn establish(
+    target: &SshTarget,
+    config: Arc<client::Config>,
+    check: HostKeyCheck,
+) -> Result<SshTransport, TransportError> {
+    let tcp = TcpStream::connect((target.address.as_str(), target.port))
+        .await
+        .map_err(|source| TransportError::Connect {
+            host: target.host.clone(),
+            address: target.address.clone(),
+            port: target.port,
+            source,
+        })?;
+    // Small request/response packets dominate; Nagle would add latency to each. Failing to set
+    // it only costs speed.
+    let _ = tcp.set_nodelay(true);
+    let mut handle = client::connect_stream(config, tcp, check)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Refused(e) => e,
+            HandshakeError::Ssh(e) => TransportError::Ssh {
+                host: target.host.clone(),
+                reason: format!(
+                    "handshake with `{}:{}` failed: {e}",
+                    target.address, target.port
+                ),
+            },
+        })?;
+    match &target.key {
+        Some(path) => authenticate_with_key(&mut handle, target, path).await?,
+        None => authenticate_with_agent(&mut handle, target).await?,
+    }
+    Ok(SshTransport {
+        host: target.host.clone(),
+        handle,
+        channels: Arc::new(Semaphore::new(MAX_CHANNELS_PER_HOST)),
+    })
+}
+
+async fn authenticate_with_key(
+    handle: &mut Handle<HostKeyCheck>,
+    target: &SshTarget,
+    path: &Path,
+) -> Result<(), TransportError> {
+    let key_error = |reason: String| TransportError::Key {
+        host: target.host.clone(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| key_error(e.to_string()))?;
+    let encrypted = || {
+        key_error(
+            "it is protected by a passphrase, which minipaas does not ask for; load it into \
+             ssh-agent and leave `key` unset, or use an unencrypted key"
+                .into(),
+        )
+    };
+    // PEM keys say so in their header; russh reports the others as `KeyIsEncrypted`.
+    if text.contains("ENCRYPTED") {
+        return Err(encrypted());
+    }
+    let key = russh::keys::decode_secret_key(&text, None).map_err(|e| match e {
+        russh::keys::Error::KeyIsEncrypted => encrypted(),
+        e => key_error(e.to_string()),
+    })?;
+    let hash = if key.algorithm().is_rsa() {
+        rsa_hash(handle).await
+    } else {
+        None
+    };
+    let result = handle
+        .authenticate_publickey(
+            &target.user,
+            PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+        )
+        .await
+        .map_err(|e| TransportError::Ssh {
+            host: target.host.clone(),
+            reason: format!("authentication failed: {e}"),
+        })?;
+    if result.success() {
+        Ok(())
+    } else {
+        Err(TransportError::Auth {
+            host: target.host.clone(),
+            user: target.user.clone(),
+            method: format!("key `{}`", path.display()),
+        })
+    }
+}
+
+async fn authenticate_with_agent(
+    handle: &mut Handle<HostKeyCheck>,
+    target: &SshTarget,
+) -> Result<(), TransportError> {
+    let agent_error = |reason: String| TransportError::Agent {
+        host: target.host.clone(),
+        reason,
+    };
+    let mut agent = AgentClient::connect_env().await.map_err(|e| match e {
+        russh::keys::Error::EnvVar(_) => {
+            agent_error("no `key` is set for the host and SSH_AUTH_SOCK is not set".into())
+        }
+        e => agent_error(format!("cannot reach it at SSH_AUTH_SOCK: {e}")),
+    })?;
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| agent_error(format!("cannot list its keys: {e}")))?;
+    let mut rsa: Option<Option<HashAlg>> = None;
+    let mut tried = 0;
+    for identity in identities {
+        // Host-side certificates need a CA setup minipaas does not manage; plain keys only.
+        let AgentIdentity::PublicKey { key, .. } = identity else {
+            continue;
+        };
+        let hash = if key.algorithm().is_rsa() {
+            match rsa {
+                Some(hash) => hash,
+                None => *rsa.insert(rsa_hash(handle).await),
+            }
+        } else {
+            None
+        };
+        tried += 1;
+        match handle
+            .authenticate_publickey_with(&target.user, key, hash, &mut agent)
+            .await
+        {
+            Ok(result) if result.success() => return Ok(()),
+            Ok(_) => {}
+            // The agent would not sign with this key (confirmation refused, key removed): the
+            // next one may do.
+            Err(AgentAuthError::Key(_)) => {}
+            Err(AgentAuthError::Send(_)) => {
+                return Err(TransportError::Ssh {
+                    host: target.host.clone(),
+                    reason: "the connection was lost during authentication".into(),
+                })
+            }
+        }
+    }
+    Err(TransportError::Auth {
+        host: target.host.clone(),
+        user: target.user.clone(),
+        method: format!("ssh-agent, {tried} key(s) tried"),
+    })
+}
+
+/// rsa-sha2-512 or -256 as the server allows; plain ssh-rsa (SHA-1) only for a server that
+/// announces neither.
+async fn rsa_hash(handle: &Handle<HostKeyCheck>) -> Option<HashAlg> {
+    handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+/// The shared client configuration, or one whose host key algorithms put the types recorded for
+/// the host first. Without that, a host recorded with only an ECDSA key would present its
+/// Ed25519 key and be refused as unknown (OpenSSH orders its offer the same way).
+fn config_for(recorded: &[Algorithm]) -> Arc<client::Config> {
+    static SHARED: OnceLock<Arc<client::Config>> = OnceLock::new();
+    let default = Preferred::DEFAULT.key;
+    let is_recorded = |a: &Algorithm| {
+        recorded.iter().any(|r| {
+            r == a || (matches!(r, Algorithm::Rsa { .. }) && matches!(a, Algorithm::Rsa { .. }))
+        })
+    };
+    if recorded.is_empty() || default.first().is_some_and(is_recorded) {
+        return SHARED.get_or_init(|| Arc::new(config(default))).clone();
+    }
+    let (mut first, rest): (Vec<_>, Vec<_>) = default.iter().cloned().partition(is_recorded);
+    first.extend(rest);
+    Arc::new(config(Cow::Owned(first)))
+}
+
+fn config(host_keys: Cow<'static, [Algorithm]>) -> client::Config {
+    client::Config {
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: KEEPALIVE_MAX,
+        nodelay: true,
+        preferred: Preferred {
+            kex: Cow::Borrowed(KEX_ORDER),
+            cipher: Cow::Borrowed(CIPHER_ORDER),
+            key: host_keys,
+            ..Preferred::DEFAULT
+        },
+        ..client::Config::default()
+    }
+}
+
+/// The russh handler: decides on the server's host key during the handshake.
+struct HostKeyCheck {
+    host: String,
+    /// The known_hosts name of the target (`address` or `[address]:port`).
+    name: String,
+    known: KnownHosts,
+    policy: HostKeyPolicy,
+    record_in: Option<PathBuf>,
+}
+
+/// Why the handshake stopped: our refusal, carried out of russh intact, or russh's own error.
+#[derive(Debug)]
+enum HandshakeError {
+    Refused(TransportError),
+    Ssh(russh::Error),
+}
+
+impl From<russh::Error> for HandshakeError {
+    fn from(e: russh::Error) -> Self {
+        HandshakeError::Ssh(e)
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = HandshakeError;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, HandshakeError> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
+            // Not offered by our configuration, so a server sending one is misbehaving.
+            return Err(HandshakeError::Refused(TransportError::Ssh {
+                host: self.host.clone(),
+                reason: "the server presented a host certificate, which was not asked for".into(),
+            }));
+        };
+        let fingerprint = || key.fingerprint(HashAlg::Sha256).to_string();
+        let refused = match self.known.check(&self.name, key) {
+            Verdict::Known => return Ok(true),
+            Verdict::Changed { file, line } => TransportError::ChangedHostKey {
+                host: self.host.clone(),
+                address: self.name.clone(),
+                fingerprint: fingerprint(),
+                file,
+                line,
+            },
+            Verdict::Revoked { file, line } => TransportError::RevokedHostKey {
+                host: self.host.clone(),
+                address: self.name.clone(),
+                fingerprint: fingerprint(),
+                file,
+                line,
+            },
+            Verdict::Unknown => match (&self.record_in, self.policy) {
+                (Some(file), HostKeyPolicy::AcceptNew) => {
+                    // A few hundred bytes appended once per new host: not worth a blocking pool.
+                    return match known_hosts::append(file, &self.name, key) {
+                        Ok(()) => Ok(true),
+                        Err(source) => {
+                            Err(HandshakeError::Refused(TransportError::RecordHostKey {
+                                host: self.host.clone(),
+                                address: self.name.clone(),
+                                file: file.clone(),
+                                source,
+                            }))
+                        }
+                    };
+                }
+                _ => TransportError::UnknownHostKey {
+                    host: self.host.clone(),
+                    address: self.name.clone(),
+                    fingerprint: fingerprint(),
+                },
+            },
+        };
+        Err(HandshakeError::Refused(refused))
+    }
+}
+
+enum Received {
+    /// The server closed the channel; the output is complete.
+    Closed(Output),
+    /// The server would not run the command (its channel stays open until we close it).
+    Refused,
+    /// The connection ended before the channel closed.
+    Lost,
+}
+
+async fn receive(read: &mut ChannelReadHalf) -> Received {
+    let mut output = Output::default();
+    loop {
+        match read.wait().await {
+            Some(ChannelMsg::Data { data }) => output.stdout.extend_from_slice(&data),
+            // 1 is SSH_EXTENDED_DATA_STDERR, the only extended stream defined.
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                output.stderr.extend_from_slice(&data)
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => output.code = Some(exit_status),
+            Some(ChannelMsg::Failure) => return Received::Refused,
+            Some(ChannelMsg::Close) => return Received::Closed(output),
+            None => return Received::Lost,
+            Some(_) => {}
+        }
+    }
+}
+
+/// An open channel and the concurrency slot it occupies. Unless [`ChannelSlot::finished`] says the
+/// server already closed it, dropping it (error, or the `exec` future dropped by a timeout or
+/// cancellation) closes the channel in the background and frees the slot only once the server
+/// confirms, so the server never sees more than [`MAX_CHANNELS_PER_HOST`] sessions.
+struct ChannelSlot {
+    parts: Option<(ChannelReadHalf, ChannelWriteHalf<Msg>)>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ChannelSlot {
+    /// The server has closed the channel and russh has answered its close: nothing left to do.
+    fn finished(&mut self) {
+        self.parts = None;
+    }
+}
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        let Some((mut read, write)) = self.parts.take() else {
+            return;
+        };
+        let permit = self.permit.take();
+        // Drop cannot wait; without a runtime (process exit) the connection dies with it anyway.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if write.close().await.is_ok() {
+                    // Draining also keeps russh from stalling on an unread channel.
+                    let _ = tokio::time::timeout(ABANDONED_CLOSE_WAIT, async {
+                        while read.wait().await.is_some() {}
+                    })
+                    .await;
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn transport_is_shareable_across_tasks() {
+        assert_send_sync::<SshTransport>();
+    }
+
+    #[test]
+    fn recorded_key_types_are_offered_first() {
+        let first = |recorded: &[Algorithm]| config_for(recorded).preferred.key[0].clone();
+        assert_eq!(first(&[]), Algorithm::Ed25519);
+        let ecdsa = Algorithm::Ecdsa {
+            curve: russh::keys::EcdsaCurve::NistP256,
+        };
+        assert_eq!(first(std::slice::from_ref(&ecdsa)), ecdsa);
+        // A recorded RSA key brings the SHA-2 signature variants forward.
+        assert_eq!(
+            first(&[Algorithm::Rsa { hash: None }]),
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512)
+            }
+        );
+        // The common case reuses one shared configuration.
+        assert!(Arc::ptr_eq(
+            &config_for(&[Algorithm::Ed25519]),
+            &config_for(&[])
+        ));
+    }
 }
