@@ -71,8 +71,14 @@ mod lab {
     }
 
     struct Site {
-        lab: Lab,
         sha256: String,
+    }
+
+    /// The lab as it is now: `lab up` is idempotent and rewrites the inventory, whose SSH
+    /// ports change when a node container restarts.
+    fn lab() -> Lab {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
+        common::lab_up("mpsite", 3, 1, &dir)
     }
 
     fn output_text(out: &Output) -> String {
@@ -89,8 +95,7 @@ mod lab {
     fn site() -> &'static Site {
         static SITE: OnceLock<Site> = OnceLock::new();
         SITE.get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
-            let lab = common::lab_up("mpsite", 3, 1, &dir);
+            let lab = lab();
             let tmp = tempfile::tempdir().unwrap();
             std::fs::write(tmp.path().join("swarm-cronjob"), STANDIN).unwrap();
             common::run_ok(
@@ -129,14 +134,13 @@ mod lab {
                      python3 -m http.server {SERVE_PORT} --directory /srv/standin"
                 ),
             );
-            Site { lab, sha256 }
+            Site { sha256 }
         })
     }
 
     /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
     /// returns the exit code and the JSON recap.
-    fn provision(site: &Site, flags: &[&str], extra: &[String]) -> (i32, Value) {
-        let lab = &site.lab;
+    fn provision(site: &Site, lab: &Lab, flags: &[&str], extra: &[String]) -> (i32, Value) {
         let url = format!(
             "swarm_cronjob_url=http://{}:{SERVE_PORT}/swarm-cronjob.tar.gz",
             lab.node("node3").private_address
@@ -184,9 +188,14 @@ mod lab {
     }
 
     /// Converged: a run that succeeds. Returns the recap.
-    fn converge(site: &Site, flags: &[&str]) -> Value {
-        let (code, recap) = provision(site, flags, &[]);
-        assert_eq!(code, 0, "provision failed: {:#?}", failures(&recap));
+    fn converge(site: &Site, lab: &Lab, flags: &[&str]) -> Value {
+        let (code, recap) = provision(site, lab, flags, &[]);
+        assert_eq!(
+            code,
+            0,
+            "provision failed: {:#?}\n{recap:#}",
+            failures(&recap)
+        );
         recap
     }
 
@@ -225,16 +234,16 @@ mod lab {
     fn lab_site_forms_a_swarm_and_converges_to_zero_changes() {
         let _g = serial();
         let site = site();
-        let lab = &site.lab;
-        converge(site, &[]);
+        let lab = &lab();
+        converge(site, lab, &[]);
         assert_eq!(ready_nodes(lab), 3, "docker node ls on node1");
-        let again = converge(site, &[]);
+        let again = converge(site, lab, &[]);
         assert!(
             changed(&again).is_empty(),
             "second run changed: {:#?}",
             changed(&again)
         );
-        let check = converge(site, &["--check"]);
+        let check = converge(site, lab, &["--check"]);
         assert!(
             changed(&check).is_empty(),
             "--check reports: {:#?}",
@@ -275,8 +284,8 @@ mod lab {
     fn lab_site_firewall_opens_listed_ports_only_and_keeps_dockers_rules() {
         let _g = serial();
         let site = site();
-        let lab = &site.lab;
-        converge(site, &[]);
+        let lab = &lab();
+        converge(site, lab, &[]);
         let node2 = &lab.node("node2").private_address;
         // Two servers on node2: one on the listed extra port, one on a port nobody listed.
         lab.ssh_ok(
@@ -343,8 +352,8 @@ mod lab {
     fn lab_site_error_log_line_reaches_syslog_ng() {
         let _g = serial();
         let site = site();
-        let lab = &site.lab;
-        converge(site, &[]);
+        let lab = &lab();
+        converge(site, lab, &[]);
         let marker = format!("minipaas test ERROR {}", std::process::id());
         busybox_image(lab, "node2");
         lab.ssh_ok(
@@ -370,10 +379,11 @@ mod lab {
     fn lab_site_bad_rule_that_cuts_ssh_is_reverted() {
         let _g = serial();
         let site = site();
-        let lab = &site.lab;
-        converge(site, &[]);
+        let lab = &lab();
+        converge(site, lab, &[]);
         let (code, recap) = provision(
             site,
+            lab,
             &["--limit", "node3"],
             &[
                 r#"firewall_extra_rules=["tcp dport 22 drop"]"#.to_string(),
@@ -394,8 +404,8 @@ mod lab {
             "node3",
             "! grep -q 'dport 22 drop' /etc/minipaas/firewall/confirmed.nft",
         );
-        converge(site, &[]);
-        let again = converge(site, &[]);
+        converge(site, lab, &[]);
+        let again = converge(site, lab, &[]);
         assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
     }
 
@@ -403,11 +413,12 @@ mod lab {
     fn lab_site_wrong_checksum_keeps_the_previous_binary() {
         let _g = serial();
         let site = site();
-        let lab = &site.lab;
-        converge(site, &[]);
+        let lab = &lab();
+        converge(site, lab, &[]);
         let before = lab.ssh_ok("node1", "sha256sum /usr/local/bin/swarm-cronjob");
         let (code, recap) = provision(
             site,
+            lab,
             &["--limit", "node1"],
             &[
                 format!("swarm_cronjob_sha256_amd64={}", "0".repeat(64)),
@@ -433,13 +444,15 @@ mod lab {
     fn lab_site_node_restart_brings_everything_back() {
         let _g = serial();
         let site = site();
-        let lab = &site.lab;
-        converge(site, &[]);
+        let lab = &lab();
+        converge(site, lab, &[]);
         for node in ["node1", "node2"] {
             let c = &lab.node(node).container;
             let out = common::docker(&["restart", c]);
             assert!(out.status.success(), "{}", output_text(&out));
         }
+        // The restarted containers publish SSH on new ports: read the lab again.
+        let lab = &self::lab();
         for node in ["node1", "node2"] {
             wait_for(
                 &format!("{node} to answer SSH"),
@@ -465,7 +478,7 @@ mod lab {
         lab.ssh_ok("node1", "systemctl is-active swarm-cronjob");
         // Docker's rules came back beside ours.
         lab.ssh_ok("node2", "nft list table ip nat | grep -q DOCKER");
-        let again = converge(site, &[]);
+        let again = converge(site, lab, &[]);
         assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
     }
 }
