@@ -61,6 +61,10 @@ pub struct Play {
     pub tasks: Vec<Task>,
     pub handlers: Vec<Task>,
     pub become_: bool,
+    /// Open a new connection to each host before this play (Ansible's `meta: reset_connection`
+    /// as a play key): proves the host still accepts new connections, e.g. after a firewall
+    /// change.
+    pub reset_connection: bool,
     pub at: Location,
 }
 
@@ -106,6 +110,8 @@ struct RawPlay {
     handlers: Vec<Map<String, Value>>,
     #[serde(default, rename = "become")]
     become_: bool,
+    #[serde(default)]
+    reset_connection: bool,
     /// Accepted for compatibility with Ansible playbooks; minipaas gathers no facts.
     #[allow(dead_code)]
     gather_facts: Option<bool>,
@@ -280,6 +286,7 @@ fn load_file(
             tasks,
             handlers,
             become_: rp.become_,
+            reset_connection: rp.reset_connection,
             at: Location {
                 file: path.to_path_buf(),
                 line,

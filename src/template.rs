@@ -214,7 +214,11 @@ pub fn render_value(v: &Value, vars: &Value) -> Result<Value, TemplateError> {
             let t = s.trim();
             if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
                 if !inner.contains("{{") && !inner.contains("}}") {
-                    let json = render_one(&format!("{{{{ ({inner}) | json_encode() }}}}"), vars)
+                    // `set` takes any expression, filters included; `(a | f) | g` does not parse.
+                    let json = render_one(
+                        &format!("{{% set minipaas_value = {inner} %}}{{{{ minipaas_value | json_encode() }}}}"),
+                        vars,
+                    )
                         .map_err(|message| TemplateError::Expr {
                             expr: s.clone(),
                             message,
@@ -278,6 +282,14 @@ mod tests {
         assert_eq!(
             render_value(&json!({"a": ["{{ n }}"]}), &vars).unwrap(),
             json!({"a": [3]})
+        );
+        assert_eq!(
+            render_value(&json!("{{ missing | default(value=[1]) }}"), &vars).unwrap(),
+            json!([1])
+        );
+        assert_eq!(
+            render_value(&json!("{{ n > 2 and on | bool }}"), &vars).unwrap(),
+            json!(true)
         );
         let t = |e: &str| eval_bool(&json!(e), &vars).unwrap();
         assert!(t("n > 2"));

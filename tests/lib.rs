@@ -4,8 +4,10 @@
 
 mod certs;
 mod common;
+mod golden;
 mod lab;
 mod pg;
 mod provision;
+mod site;
 mod sql;
 mod ssh;

@@ -260,6 +260,11 @@ pub async fn run(
             let known_hosts = known_hosts.clone();
             jobs.spawn(async move {
                 let permit = limits.hosts.clone().acquire_owned().await;
+                if ctx.play.reset_connection {
+                    if let Some(t) = st.transport.take() {
+                        t.close().await;
+                    }
+                }
                 let outcome = match connect(&mut st, &ctx.opts, &known_hosts).await {
                     Ok(t) => host::run_play(&ctx, &st.host, &t, &mut st.facts).await,
                     Err(e) => host::PlayOutcome::unreachable(e),
