@@ -10,7 +10,8 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else die "need root for: $*"; fi
 }
 
-# command -> Debian package that provides it
+# command (or file) -> the Debian packages that provide it. The rendered node configs are
+# checked by the real tools (nft, syslog-ng, caddy, fail2ban) in the golden tests.
 declare -A NEEDED=(
     [docker]=docker.io
     [debootstrap]=debootstrap
@@ -21,12 +22,17 @@ declare -A NEEDED=(
     [openssl]=openssl
     [cc]=gcc
     [tar]=tar
+    [nft]=nftables
+    [syslog-ng]="syslog-ng-core syslog-ng-scl syslog-ng-mod-http"
+    [caddy]=caddy
+    [fail2ban-client]="fail2ban python3-systemd"
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
     if ! command -v "$cmd" >/dev/null 2>&1; then
-        pkg=${NEEDED[$cmd]}
-        [[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
+        for pkg in ${NEEDED[$cmd]}; do
+            [[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
+        done
     fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
