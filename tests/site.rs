@@ -483,4 +483,155 @@ mod lab {
         let again = converge(site, lab, &[]);
         assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
     }
+
+    fn certs(args: &[&str], dir: &Path) {
+        common::run_ok(common::minipaas().arg("certs").args(args).current_dir(dir));
+    }
+
+    /// `docker node ls` from node2 against node1's TLS API with the client files in
+    /// `/root/mpt-tls/<name>` on node2; returns whether it succeeded.
+    fn tls_node_ls(lab: &Lab, client: Option<&str>) -> bool {
+        let addr = &lab.node("node1").private_address;
+        let creds = match client {
+            Some(c) => format!(
+                "--tlscacert /root/mpt-tls/ours/ca.pem --tlscert /root/mpt-tls/{c}/cert.pem --tlskey /root/mpt-tls/{c}/key.pem"
+            ),
+            None => "--tlscacert /root/mpt-tls/ours/ca.pem".to_string(),
+        };
+        let out = lab.ssh(
+            "node2",
+            &format!("timeout 20 docker --tlsverify {creds} -H tcp://{addr}:2376 node ls --format '{{{{.Hostname}}}}'"),
+        );
+        out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 3
+    }
+
+    #[test]
+    fn lab_site_docker_api_tls_with_certs_from_minipaas() {
+        let _g = serial();
+        let site = site();
+        let lab = lab();
+        let tmp = tempfile::tempdir().unwrap();
+        let (pki, foreign) = (tmp.path().join("pki"), tmp.path().join("foreign"));
+        let node1 = lab.node("node1").private_address.clone();
+        certs(&["ca", "--dir", pki.to_str().unwrap()], tmp.path());
+        certs(
+            &[
+                "server",
+                "--host",
+                "node1",
+                "--ip",
+                &node1,
+                "--dir",
+                pki.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        certs(
+            &[
+                "client",
+                "--name",
+                "ops",
+                "--dir",
+                pki.to_str().unwrap(),
+                "--out",
+                tmp.path().join("ours").to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        certs(&["ca", "--dir", foreign.to_str().unwrap()], tmp.path());
+        certs(
+            &[
+                "client",
+                "--name",
+                "ops",
+                "--dir",
+                foreign.to_str().unwrap(),
+                "--out",
+                tmp.path().join("theirs").to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        let node2 = lab.node("node2").container.clone();
+        lab.ssh_ok("node2", "rm -rf /root/mpt-tls && mkdir -p /root/mpt-tls");
+        for who in ["ours", "theirs"] {
+            let cp = common::docker(&[
+                "cp",
+                tmp.path().join(who).to_str().unwrap(),
+                &format!("{node2}:/root/mpt-tls/{who}"),
+            ]);
+            assert!(cp.status.success(), "{}", output_text(&cp));
+        }
+        let tls = format!("docker_tls_dir={}", pki.display());
+
+        let (code, recap) = provision(site, &lab, &[], std::slice::from_ref(&tls));
+        assert_eq!(code, 0, "{:#?}", failures(&recap));
+        let restarts = |recap: &Value, host: &str| {
+            recap["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| {
+                    t["host"] == host
+                        && t["handler"] == true
+                        && t["status"] == "changed"
+                        && t["task"].as_str().unwrap_or("").contains("docker")
+                })
+                .count()
+        };
+        assert_eq!(restarts(&recap, "node1"), 1, "{:#?}", changed(&recap));
+        assert_eq!(restarts(&recap, "node2"), 0, "{:#?}", changed(&recap));
+        assert_eq!(
+            lab.ssh_ok("node1", "stat -c '%n %a' /etc/docker/ca.pem /etc/docker/server-cert.pem /etc/docker/server-key.pem"),
+            "/etc/docker/ca.pem 644\n/etc/docker/server-cert.pem 644\n/etc/docker/server-key.pem 600"
+        );
+        wait_for(
+            "the TLS API with our client certificate",
+            Duration::from_secs(90),
+            || tls_node_ls(&lab, Some("ours")),
+        );
+        assert!(
+            !tls_node_ls(&lab, None),
+            "no client certificate must be refused"
+        );
+        assert!(
+            !tls_node_ls(&lab, Some("theirs")),
+            "another CA's client certificate must be refused"
+        );
+        let (code, recap) = provision(site, &lab, &[], std::slice::from_ref(&tls));
+        assert_eq!(code, 0);
+        assert!(changed(&recap).is_empty(), "{:#?}", changed(&recap));
+
+        // Rotation: a new server certificate from the same CA restarts Docker once more and the
+        // client certificate issued before stays valid.
+        certs(
+            &[
+                "server",
+                "--host",
+                "node1",
+                "--ip",
+                &node1,
+                "--dir",
+                pki.to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        let (code, recap) = provision(site, &lab, &[], std::slice::from_ref(&tls));
+        assert_eq!(code, 0, "{:#?}", failures(&recap));
+        assert_eq!(restarts(&recap, "node1"), 1, "{:#?}", changed(&recap));
+        wait_for(
+            "the TLS API after rotation",
+            Duration::from_secs(90),
+            || tls_node_ls(&lab, Some("ours")),
+        );
+
+        // Back to no TCP API, as the other tests expect: the files go, port 2376 closes.
+        converge(site, &lab, &[]);
+        assert_eq!(
+            lab.ssh_ok("node1", "ls /etc/docker/ca.pem 2>/dev/null | wc -l"),
+            "0"
+        );
+        wait_for("docker back on the socket", Duration::from_secs(90), || {
+            ready_nodes(&lab) == 3
+        });
+    }
 }
