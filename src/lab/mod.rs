@@ -1,0 +1,648 @@
+//! The lab: throwaway clusters of Debian nodes on the local Docker engine, each node a container
+//! with systemd as PID 1 and OpenSSH, reachable on a loopback port with a lab key and strictly
+//! checked host keys. Owns bringing a lab up (idempotently), down, listing it, and the `ssh`
+//! command line that reaches a node.
+//!
+//! Everything goes through the `docker` command line ([`docker`]); nothing here prints: callers
+//! get reports and a progress callback. Only containers, volumes and networks labelled with the
+//! lab's name are ever changed or removed.
+
+pub mod docker;
+pub mod image;
+pub mod inventory;
+pub mod node;
+pub mod state;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+pub use state::LabPaths;
+
+/// The Debian release of a lab's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Release {
+    /// Debian 12
+    Bookworm,
+    /// Debian 13
+    Trixie,
+}
+
+impl Release {
+    pub fn codename(self) -> &'static str {
+        match self {
+            Release::Bookworm => "bookworm",
+            Release::Trixie => "trixie",
+        }
+    }
+}
+
+/// One node of a running lab, as written to the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// `node1`, `node2`, ...: the inventory host name and the node's hostname.
+    pub name: String,
+    /// The container: `LAB-node1`.
+    pub container: String,
+    /// The SSH port published on 127.0.0.1.
+    pub ssh_port: u16,
+    /// The node's address on the lab network (a swarm advertise address).
+    pub private_address: String,
+}
+
+/// What `lab up` is asked for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub name: String,
+    pub nodes: usize,
+    pub managers: usize,
+    pub release: Release,
+    /// The node image; `minipaas-node:RELEASE` when `None`. Built when missing.
+    pub image: Option<String>,
+    /// The first node's SSH port (later nodes consecutive); `None` lets Docker pick free ports.
+    pub ssh_port: Option<u16>,
+}
+
+/// What `lab up` did.
+#[derive(Debug)]
+pub struct UpReport {
+    /// One line per change made; empty when the lab was already exactly as asked.
+    pub changes: Vec<String>,
+    pub nodes: Vec<Node>,
+    pub paths: LabPaths,
+}
+
+/// One container of a lab, for `lab status`.
+#[derive(Debug)]
+pub struct NodeStatus {
+    pub node: String,
+    pub container: String,
+    /// Docker's own words: `Up 5 minutes`, `Exited (0) ...`.
+    pub status: String,
+    pub ssh_port: Option<u16>,
+    pub private_address: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab name `{name}` is not usable: use lowercase letters, digits, `-`, `_` or `.`, starting with a letter or digit, at most 40 characters")]
+    BadName { name: String },
+    #[error("{reason}")]
+    BadShape { reason: String },
+    #[error("no Docker engine answers ({reason}); install one with `apt-get install docker.io` and start it with `dockerd &` (or `systemctl start docker` where systemd runs)")]
+    NoDocker { reason: String },
+    #[error("`{command}` failed: {stderr}")]
+    Docker { command: String, stderr: String },
+    #[error("cannot run `{program}`")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build node image `{image}`: no registry answers for `debian:{release}` ({registry}) and `debootstrap` is not installed; install it with `apt-get install debootstrap`")]
+    NoImageBuilder {
+        image: String,
+        release: String,
+        registry: String,
+    },
+    #[error("debootstrap of Debian `{release}` failed:\n{output}")]
+    Debootstrap { release: String, output: String },
+    #[error("configuring node image `{image}` failed:\n{output}")]
+    ImageSetup { image: String, output: String },
+    #[error("port `{port}` on 127.0.0.1 is already taken (wanted for node `{node}`); pass `--ssh-port PORT` with a free range of ports, or leave it out to let Docker choose free ones")]
+    PortTaken { port: u16, node: String },
+    #[error("lab `{lab}` already exists and differs: {detail}; run `minipaas lab down --name {lab}` first")]
+    Mismatch { lab: String, detail: String },
+    #[error("`{program}` is not installed; install it with `apt-get install openssh-client`")]
+    NoSshClient { program: String },
+    #[error("`ssh-keygen` could not create `{path}`: {stderr}")]
+    KeyGen { path: PathBuf, stderr: String },
+    #[error("cannot write `{path}`")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node `{node}` did not bring up {what} within {seconds} s; look inside with `docker logs` or `docker exec`")]
+    BootTimeout {
+        node: String,
+        seconds: u64,
+        what: String,
+    },
+    #[error("node `{node}` booted `{state}` instead of `running`; failed units: {failed_units}")]
+    NodeNotRunning {
+        node: String,
+        state: String,
+        failed_units: String,
+    },
+    #[error("fs.inotify.max_user_instances is {current}, {needed} needed for this many nodes, and it cannot be raised here; run `sysctl -w fs.inotify.max_user_instances=1024` as root")]
+    Inotify {
+        current: u64,
+        needed: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lab `{lab}` is not up")]
+    NotUp { lab: String },
+    #[error("lab `{lab}` has no node `{node}` (nodes: {known})")]
+    NoSuchNode {
+        lab: String,
+        node: String,
+        known: String,
+    },
+    #[error("no key for lab `{lab}` in this directory (`{path}`); run `minipaas lab up --name {lab}` here first")]
+    NoKeyHere { lab: String, path: PathBuf },
+}
+
+impl LabError {
+    /// 2 for requests the user can fix before anything ran, 1 for failures while acting.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LabError::BadName { .. }
+            | LabError::BadShape { .. }
+            | LabError::PortTaken { .. }
+            | LabError::Mismatch { .. }
+            | LabError::NoSuchNode { .. }
+            | LabError::NotUp { .. }
+            | LabError::NoKeyHere { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Brings lab `opts.name` to the asked shape and writes its key, known_hosts and inventory
+/// under the current directory. Idempotent: on a lab that is already up as asked it changes
+/// nothing and returns an empty `changes`. Errors with [`LabError::Mismatch`] rather than
+/// removing or replacing nodes of an existing lab.
+pub async fn up(opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<UpReport, LabError> {
+    check_name(&opts.name)?;
+    check_shape(opts)?;
+    docker::ping().await?;
+    let lab = opts.name.as_str();
+    let image = opts
+        .image
+        .clone()
+        .unwrap_or_else(|| image::default_tag(opts.release));
+    let wanted: Vec<String> = (1..=opts.nodes).map(|i| format!("node{i}")).collect();
+
+    let existing = node::list(lab).await?;
+    for e in &existing {
+        if !wanted.contains(&e.node) {
+            return Err(LabError::Mismatch {
+                lab: lab.into(),
+                detail: format!("it has node `{}` beyond --nodes {}", e.node, opts.nodes),
+            });
+        }
+        if e.image != image {
+            return Err(LabError::Mismatch {
+                lab: lab.into(),
+                detail: format!("node `{}` runs image `{}`, not `{image}`", e.node, e.image),
+            });
+        }
+    }
+    let missing: Vec<(usize, &String)> = wanted
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !existing.iter().any(|e| &e.node == *n))
+        .collect();
+
+    let mut changes = Vec::new();
+    if !missing.is_empty() {
+        if let Some(base) = opts.ssh_port {
+            for (i, n) in &missing {
+                let port = base + *i as u16;
+                if TcpListener::bind(("127.0.0.1", port)).is_err() {
+                    return Err(LabError::PortTaken {
+                        port,
+                        node: (*n).clone(),
+                    });
+                }
+            }
+        }
+        if let Some(change) = ensure_inotify(missing.len()).await? {
+            changes.push(change);
+        }
+        if image::ensure(&image, opts.release, progress).await? {
+            changes.push(format!("built node image `{image}`"));
+        }
+        if ensure_network(lab).await? {
+            changes.push(format!("created network `{}`", node::network_name(lab)));
+        }
+        for (i, n) in &missing {
+            progress(&format!("starting `{}`", node::container_name(lab, n)));
+            start_node(lab, n, &image, opts.ssh_port.map(|p| p + *i as u16)).await?;
+            changes.push(format!("started node `{n}`"));
+        }
+    }
+    for e in existing.iter().filter(|e| !e.running) {
+        docker::run(&["start", &e.container]).await?;
+        changes.push(format!("restarted stopped node `{}`", e.node));
+    }
+
+    let paths = LabPaths::new(lab);
+    let (public_key, generated) = state::ensure_key_pair(&paths, lab).await?;
+    if generated {
+        changes.push(format!("generated key `{}`", paths.key.display()));
+    }
+
+    let mut nodes = Vec::new();
+    for n in &wanted {
+        let container = node::container_name(lab, n);
+        nodes.push(Node {
+            name: n.clone(),
+            ssh_port: node::ssh_port(&container).await?,
+            private_address: node::private_address(lab, &container).await?,
+            container,
+        });
+    }
+    // A node this run started must boot to `running`; one already up may carry failed units
+    // of someone's test and still serve, so it only has to answer.
+    let fresh: Vec<String> = missing.iter().map(|(_, n)| (*n).clone()).collect();
+    let restarted: Vec<String> = existing
+        .iter()
+        .filter(|e| !e.running)
+        .map(|e| e.node.clone())
+        .collect();
+    if !fresh.is_empty() || !restarted.is_empty() {
+        progress("waiting for the nodes to boot");
+    }
+    let mut waits = tokio::task::JoinSet::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let strict = fresh.contains(&n.name) || restarted.contains(&n.name);
+        let n = n.clone();
+        waits.spawn(async move { (i, node::wait_booted(&n, strict).await) });
+    }
+    let mut host_keys = vec![String::new(); nodes.len()];
+    while let Some(joined) = waits.join_next().await {
+        let Ok((i, result)) = joined else {
+            // A wait task panicked: there is no result for it, so the lab cannot be trusted.
+            return Err(LabError::BootTimeout {
+                node: "?".into(),
+                seconds: 0,
+                what: "its boot check (the check crashed)".into(),
+            });
+        };
+        host_keys[i] = result?;
+    }
+
+    for n in &nodes {
+        if node::authorize(&n.container, &public_key).await? {
+            changes.push(format!("authorized the lab key on `{}`", n.name));
+        }
+    }
+    let mut known_hosts = String::new();
+    for (n, key) in nodes.iter().zip(&host_keys) {
+        // wait_booted only returns keys that make a line.
+        if let Some(line) = state::known_hosts_line(n.ssh_port, key) {
+            known_hosts.push_str(&line);
+            known_hosts.push('\n');
+        }
+    }
+    if state::write_if_changed(&paths.known_hosts, &known_hosts)? {
+        changes.push(format!("wrote `{}`", paths.known_hosts.display()));
+    }
+    let text = inventory::render(lab, &nodes, opts.managers);
+    if state::write_if_changed(&paths.inventory, &text)? {
+        changes.push(format!("wrote `{}`", paths.inventory.display()));
+    }
+    Ok(UpReport {
+        changes,
+        nodes,
+        paths,
+    })
+}
+
+/// Removes lab `name`'s containers, volumes and network, then its key, known_hosts and
+/// inventory in the current directory. Returns one line per thing removed; empty when there was
+/// no such lab.
+pub async fn down(name: &str) -> Result<Vec<String>, LabError> {
+    check_name(name)?;
+    docker::ping().await?;
+    let mut removed = Vec::new();
+    let filter = format!("label={}={name}", node::LABEL_LAB);
+    for e in node::list(name).await? {
+        docker::run(&["rm", "--force", "--volumes", &e.container]).await?;
+        removed.push(format!("container `{}`", e.container));
+    }
+    let volumes = docker::run(&["volume", "ls", "--quiet", "--filter", &filter]).await?;
+    for v in volumes.lines().filter(|v| !v.is_empty()) {
+        docker::run(&["volume", "rm", "--force", v]).await?;
+        removed.push(format!("volume `{v}`"));
+    }
+    let networks = docker::run(&[
+        "network",
+        "ls",
+        "--quiet",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}}",
+    ])
+    .await?;
+    for n in networks.lines().filter(|n| !n.is_empty()) {
+        docker::run(&["network", "rm", n]).await?;
+        removed.push(format!("network `{n}`"));
+    }
+    for f in state::remove_files(&LabPaths::new(name))? {
+        removed.push(format!("file `{}`", f.display()));
+    }
+    Ok(removed)
+}
+
+/// The containers of lab `name` with their state, ports and addresses; empty when there is no
+/// such lab.
+pub async fn status(name: &str) -> Result<Vec<NodeStatus>, LabError> {
+    check_name(name)?;
+    docker::ping().await?;
+    let mut out = Vec::new();
+    for e in node::list(name).await? {
+        let (ssh_port, private_address) = if e.running {
+            (
+                node::ssh_port(&e.container).await.ok(),
+                node::private_address(name, &e.container).await.ok(),
+            )
+        } else {
+            (None, None)
+        };
+        out.push(NodeStatus {
+            node: e.node,
+            container: e.container,
+            status: e.status,
+            ssh_port,
+            private_address,
+        });
+    }
+    Ok(out)
+}
+
+/// The system `ssh` command that opens a shell (or runs `command`) as root on `node` of lab
+/// `name`, with the lab key and strict host-key checking against the lab's known_hosts in the
+/// current directory. `node` may be `node1` or the container name `LAB-node1`.
+pub async fn ssh_command(
+    name: &str,
+    node_name: &str,
+    command: &[String],
+) -> Result<std::process::Command, LabError> {
+    check_name(name)?;
+    docker::ping().await?;
+    let existing = node::list(name).await?;
+    if existing.is_empty() {
+        return Err(LabError::NotUp { lab: name.into() });
+    }
+    let Some(found) = existing
+        .iter()
+        .find(|e| e.node == node_name || e.container == node_name)
+    else {
+        return Err(LabError::NoSuchNode {
+            lab: name.into(),
+            node: node_name.into(),
+            known: existing
+                .iter()
+                .map(|e| e.node.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    };
+    let paths = LabPaths::new(name);
+    if !paths.key.exists() || !paths.known_hosts.exists() {
+        return Err(LabError::NoKeyHere {
+            lab: name.into(),
+            path: paths.key,
+        });
+    }
+    let port = node::ssh_port(&found.container).await?;
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-i")
+        .arg(&paths.key)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            paths.known_hosts.display()
+        ))
+        .arg("root@127.0.0.1");
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
+    }
+    Ok(cmd)
+}
+
+fn check_name(name: &str) -> Result<(), LabError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::BadName { name: name.into() })
+    }
+}
+
+fn check_shape(opts: &UpOptions) -> Result<(), LabError> {
+    let reason = if opts.nodes == 0 || opts.nodes > 200 {
+        format!("--nodes must be between 1 and 200, not {}", opts.nodes)
+    } else if opts.managers == 0 || opts.managers > opts.nodes {
+        format!(
+            "--managers must be between 1 and --nodes ({}), not {}",
+            opts.nodes, opts.managers
+        )
+    } else if opts
+        .ssh_port
+        .is_some_and(|p| p == 0 || p as usize + opts.nodes - 1 > u16::MAX as usize)
+    {
+        format!(
+            "--ssh-port must leave room for {} consecutive ports below 65536",
+            opts.nodes
+        )
+    } else {
+        return Ok(());
+    };
+    Err(LabError::BadShape { reason })
+}
+
+/// About 5 inotify instances per systemd node were measured (26 nodes fit the default 128);
+/// 8 leaves room for the nested engines and the host's own users.
+const INOTIFY_PER_NODE: u64 = 8;
+const INOTIFY_RAISED: u64 = 1024;
+const INOTIFY_FILE: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// Raises fs.inotify.max_user_instances when the lab nodes on this engine, `adding` more,
+/// would exhaust it. Returns a change line when it raised the limit.
+async fn ensure_inotify(adding: usize) -> Result<Option<String>, LabError> {
+    let running = docker::run(&[
+        "ps",
+        "--quiet",
+        "--filter",
+        &format!("label={}", node::LABEL_LAB),
+    ])
+    .await?
+    .lines()
+    .filter(|l| !l.is_empty())
+    .count();
+    let needed = (running + adding) as u64 * INOTIFY_PER_NODE;
+    let current = std::fs::read_to_string(INOTIFY_FILE)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let Some(current) = current else {
+        // Not Linux's procfs (or hidden): nothing to measure, let the engine speak for itself.
+        return Ok(None);
+    };
+    if current >= needed {
+        return Ok(None);
+    }
+    let target = needed.max(INOTIFY_RAISED);
+    std::fs::write(INOTIFY_FILE, target.to_string()).map_err(|source| LabError::Inotify {
+        current,
+        needed,
+        source,
+    })?;
+    Ok(Some(format!(
+        "raised fs.inotify.max_user_instances from {current} to {target}"
+    )))
+}
+
+/// Creates the lab's network unless it exists; one with that name that is not the lab's is an
+/// error. Returns true when it created it.
+async fn ensure_network(lab: &str) -> Result<bool, LabError> {
+    let name = node::network_name(lab);
+    let label_format = format!("{{{{index .Labels \"{}\"}}}}", node::LABEL_LAB);
+    let owner = |out: docker::Finished| out.success.then(|| out.stdout.trim().to_string());
+    if let Some(owner) =
+        owner(docker::try_run(&["network", "inspect", "--format", &label_format, &name]).await?)
+    {
+        return if owner == lab {
+            Ok(false)
+        } else {
+            Err(LabError::Mismatch {
+                lab: lab.into(),
+                detail: format!("network `{name}` exists and is not this lab's"),
+            })
+        };
+    }
+    let created = docker::try_run(&[
+        "network",
+        "create",
+        "--label",
+        &format!("{}={lab}", node::LABEL_LAB),
+        &name,
+    ])
+    .await?;
+    if created.success {
+        return Ok(true);
+    }
+    // Another `lab up` of the same lab may have created it a moment ago.
+    match owner(docker::try_run(&["network", "inspect", "--format", &label_format, &name]).await?) {
+        Some(owner) if owner == lab => Ok(false),
+        _ => Err(LabError::Docker {
+            command: format!("docker network create {name}"),
+            stderr: created.stderr,
+        }),
+    }
+}
+
+/// Creates the node's volume and container. A name conflict means another `lab up` of the same
+/// lab made it first, which is fine; a failed start is cleaned up so a retry starts clean.
+async fn start_node(
+    lab: &str,
+    node_name: &str,
+    image: &str,
+    ssh_port: Option<u16>,
+) -> Result<(), LabError> {
+    let volume = node::volume_name(lab, node_name);
+    docker::run(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("{}={lab}", node::LABEL_LAB),
+        &volume,
+    ])
+    .await?;
+    let args = node::run_args(&node::RunSpec {
+        lab,
+        node: node_name,
+        image,
+        ssh_port,
+    });
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = docker::try_run(&args).await?;
+    if ran.success {
+        return Ok(());
+    }
+    let container = node::container_name(lab, node_name);
+    if ran.stderr.contains("is already in use") {
+        return Ok(());
+    }
+    // `docker run` leaves a created container behind when the start fails.
+    let _ = docker::try_run(&["rm", "--force", &container]).await;
+    if let Some(port) = ssh_port {
+        if ran.stderr.contains("already allocated") || ran.stderr.contains("address already in use")
+        {
+            return Err(LabError::PortTaken {
+                port,
+                node: node_name.into(),
+            });
+        }
+    }
+    Err(LabError::Docker {
+        command: format!("docker run ... {container}"),
+        stderr: ran.stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(nodes: usize, managers: usize, ssh_port: Option<u16>) -> UpOptions {
+        UpOptions {
+            name: "lab".into(),
+            nodes,
+            managers,
+            release: Release::Trixie,
+            image: None,
+            ssh_port,
+        }
+    }
+
+    #[test]
+    fn lab_names_are_checked() {
+        for good in ["lab", "mptest", "a-b_c.d", "9"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Lab", "-x", "a b", "a/b", &"x".repeat(41)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        assert!(check_shape(&opts(3, 1, None)).is_ok());
+        assert!(check_shape(&opts(3, 3, Some(40001))).is_ok());
+        assert!(check_shape(&opts(0, 0, None)).is_err());
+        assert!(check_shape(&opts(3, 0, None)).is_err());
+        assert!(check_shape(&opts(3, 4, None)).is_err());
+        assert!(check_shape(&opts(3, 1, Some(65535))).is_err());
+        assert!(check_shape(&opts(1, 1, Some(65535))).is_ok());
+    }
+
+    #[test]
+    fn errors_say_what_to_install() {
+        let e = LabError::NoImageBuilder {
+            image: "minipaas-node:trixie".into(),
+            release: "trixie".into(),
+            registry: "no such host".into(),
+        };
+        assert!(e.to_string().contains("apt-get install debootstrap"));
+        let e = LabError::NoDocker { reason: "x".into() };
+        assert!(e.to_string().contains("apt-get install docker.io"));
+        assert!(e.to_string().contains("dockerd &"));
+    }
+}

@@ -1,0 +1,218 @@
+//! Shared test helpers: the `minipaas` command builder and the shared lab fixture.
+//!
+//! [`lab()`] brings up ONE lab named `mptest` (3 nodes, `node1` a manager, `node2`/`node3`
+//! workers) once per test process, in a stable directory under `target/tmp/lab-work`, and
+//! leaves it running at the end so the next run reuses it (`lab up` is idempotent). Tests that
+//! use it are named `lab_*` and fail, never skip, when no Docker engine answers. Each test owns
+//! the files and services it creates on the nodes and must not break the nodes for others
+//! (no reboots, no sshd or firewall changes that lock out 127.0.0.1).
+//!
+//! Tear the shared lab down by hand with
+//! `cd target/tmp/lab-work && minipaas lab down --name mptest`, or call [`Lab::down`].
+
+// Helpers for every feature's tests; each test module uses only some of them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The shared lab's name.
+pub const SHARED_LAB: &str = "mptest";
+
+/// A `minipaas` command (the binary under test), stdin closed.
+pub fn minipaas() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minipaas"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd`, panics with its output unless it succeeded, returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `docker ARGS...`; panics when the docker command cannot run at all.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `docker` ({e}): install it with `apt-get install docker.io`")
+        })
+}
+
+/// One node of a lab, read back from the inventory `lab up` wrote.
+#[derive(Debug, Clone)]
+pub struct LabNode {
+    /// `node1`, `node2`, ...: the inventory host name and the node's hostname.
+    pub name: String,
+    /// The container: `mptest-node1`.
+    pub container: String,
+    /// The SSH port published on 127.0.0.1.
+    pub ssh_port: u16,
+    /// The node's address on the lab network.
+    pub private_address: String,
+    /// `managers` or `workers`.
+    pub group: String,
+}
+
+/// A lab that is up, with absolute paths to its files.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    pub name: String,
+    /// The directory `lab up` ran in (holds `inventories/` and `.minipaas/`).
+    pub dir: PathBuf,
+    /// `DIR/inventories/NAME.yaml`
+    pub inventory: PathBuf,
+    /// `DIR/.minipaas/lab/NAME/id_ed25519`
+    pub key: PathBuf,
+    /// `DIR/.minipaas/lab/NAME/known_hosts`
+    pub known_hosts: PathBuf,
+    /// In node order: `node1` first.
+    pub nodes: Vec<LabNode>,
+    /// What `lab up` printed.
+    pub up_stdout: String,
+}
+
+/// The shared lab `mptest` (3 nodes, 1 manager), brought up once per test process.
+pub fn lab() -> &'static Lab {
+    static SHARED: OnceLock<Lab> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-work");
+        lab_up(SHARED_LAB, 3, 1, &dir)
+    })
+}
+
+/// Brings up lab `name` with `nodes` nodes (the first `managers` managers) from directory
+/// `dir` (created when missing) and returns it; panics with minipaas's output on failure.
+/// For tests that need their own nodes; they should [`Lab::down`] them when done.
+pub fn lab_up(name: &str, nodes: usize, managers: usize, dir: &Path) -> Lab {
+    std::fs::create_dir_all(dir).unwrap();
+    let up_stdout = run_ok(minipaas().current_dir(dir).args([
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--nodes",
+        &nodes.to_string(),
+        "--managers",
+        &managers.to_string(),
+    ]));
+    let dir = dir.canonicalize().unwrap();
+    let inventory = dir.join("inventories").join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&inventory)
+        .unwrap_or_else(|e| panic!("no inventory at {}: {e}", inventory.display()));
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let relative = |key: &str| -> PathBuf {
+        let p = yaml["all"][key].as_str().unwrap();
+        inventory.parent().unwrap().join(p)
+    };
+    let (key, known_hosts) = (relative("key"), relative("known_hosts"));
+    let mut found = Vec::new();
+    for group in ["managers", "workers"] {
+        if let Some(hosts) = yaml["groups"][group]["hosts"].as_mapping() {
+            for (host, vars) in hosts {
+                let host = host.as_str().unwrap().to_string();
+                found.push(LabNode {
+                    container: format!("{name}-{host}"),
+                    ssh_port: vars["port"].as_u64().unwrap() as u16,
+                    private_address: vars["private_address"].as_str().unwrap().to_string(),
+                    group: group.to_string(),
+                    name: host,
+                });
+            }
+        }
+    }
+    found.sort_by_key(|n| n.name[4..].parse::<usize>().unwrap());
+    assert_eq!(
+        found.len(),
+        nodes,
+        "inventory {}:\n{text}",
+        inventory.display()
+    );
+    Lab {
+        name: name.to_string(),
+        dir,
+        inventory,
+        key,
+        known_hosts,
+        nodes: found,
+        up_stdout,
+    }
+}
+
+impl Lab {
+    /// The node called `name` (`node1`, ...); panics when there is none.
+    pub fn node(&self, name: &str) -> &LabNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("lab `{}` has no node `{name}`", self.name))
+    }
+
+    /// The system `ssh` to root on `node` with the lab key and strict host-key checking
+    /// against the lab's known_hosts only; append the remote command with `.arg(...)`.
+    pub fn ssh_command(&self, node: &str) -> Command {
+        let port = self.node(node).ssh_port;
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F")
+            .arg("/dev/null")
+            .arg("-i")
+            .arg(&self.key)
+            .args(["-p", &port.to_string()])
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
+            .arg("root@127.0.0.1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `command` (a shell command line) as root on `node` over strict SSH.
+    pub fn ssh(&self, node: &str, command: &str) -> Output {
+        self.ssh_command(node)
+            .arg(command)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `ssh` ({e}): install it with `apt-get install openssh-client`")
+            })
+    }
+
+    /// Like [`Lab::ssh`], but panics with the output unless the command succeeded; returns its
+    /// stdout trimmed.
+    pub fn ssh_ok(&self, node: &str, command: &str) -> String {
+        let out = self.ssh(node, command);
+        assert!(
+            out.status.success(),
+            "`{command}` on `{node}` of lab `{}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `minipaas lab down --name NAME` from the lab's directory; returns what it printed.
+    pub fn down(&self) -> String {
+        run_ok(
+            minipaas()
+                .current_dir(&self.dir)
+                .args(["lab", "down", "--name", &self.name]),
+        )
+    }
+}
