@@ -12,15 +12,12 @@ pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod error;
-<<<<<<< HEAD
 pub mod inventory;
+pub mod lab;
 pub mod modules;
 pub mod plan;
 pub mod progress;
 pub mod template;
-=======
-pub mod lab;
->>>>>>> lab
 pub mod transport;
 
 pub use error::Error;

@@ -4,3 +4,5 @@
 mod certs;
 mod common;
 mod lab;
+mod provision;
+mod ssh;

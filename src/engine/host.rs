@@ -280,23 +280,27 @@ impl HostRun<'_> {
         Ok(units)
     }
 
-    /// Runs the probes of every unit in `window` that has none yet, one script per privilege.
+    /// Runs the probes of every unit in `window` that has none yet.
     async fn probe(&self, window: &mut [Prepared<'_>]) -> Result<(), String> {
+        self.probe_units(window.iter_mut().flat_map(|p| p.units.iter_mut()).collect())
+            .await
+    }
+
+    /// Runs the probes of `units` that have none yet, one script per privilege.
+    async fn probe_units(&self, mut units: Vec<&mut Unit>) -> Result<(), String> {
         for sudo in [false, true] {
             let mut batch = Batch::new();
-            let mut slots: Vec<(usize, usize)> = Vec::new();
-            for (ti, p) in window.iter().enumerate() {
-                for (ui, u) in p.units.iter().enumerate() {
-                    if let UnitKind::Module {
-                        module,
-                        sudo: s,
-                        seen: None,
-                    } = &u.kind
-                    {
-                        if *s == sudo {
-                            batch.push(&module.probe());
-                            slots.push((ti, ui));
-                        }
+            let mut slots: Vec<usize> = Vec::new();
+            for (i, u) in units.iter().enumerate() {
+                if let UnitKind::Module {
+                    module,
+                    sudo: s,
+                    seen: None,
+                } = &u.kind
+                {
+                    if *s == sudo {
+                        batch.push(&module.probe());
+                        slots.push(i);
                     }
                 }
             }
@@ -309,14 +313,14 @@ impl HostRun<'_> {
                 .await
                 .map_err(|e| crate::error::chain(&e))?;
             let parts = batch.split(&out.stdout_str());
-            for ((ti, ui), seen) in slots.into_iter().zip(parts) {
+            for (i, seen) in slots.into_iter().zip(parts) {
                 let seen = seen.ok_or_else(|| {
                     format!(
                         "the probe script stopped early: {}",
                         self.redactor.redact(out.stderr_str().trim())
                     )
                 })?;
-                if let UnitKind::Module { seen: s, .. } = &mut window[ti].units[ui].kind {
+                if let UnitKind::Module { seen: s, .. } = &mut units[i].kind {
                     *s = Some(seen);
                 }
             }
@@ -388,33 +392,32 @@ impl HostRun<'_> {
         let mut applied_any = false;
         let mut results: Vec<Value> = Vec::new();
         let mut task_failed = false;
-        // Popped from the back, so reversed to keep loop order.
-        let mut pending: Vec<Unit> = units.into_iter().rev().collect();
-        while let Some(unit) = pending.pop() {
+        let mut units: std::collections::VecDeque<Unit> = units.into();
+        while let Some(unit) = units.pop_front() {
+            if matches!(unit.kind, UnitKind::Module { seen: None, .. }) {
+                let mut pending = vec![unit];
+                pending.extend(units.drain(..));
+                if let Err(e) = self.probe_units(pending.iter_mut().collect()).await {
+                    self.out.unreachable = Some(e);
+                    return applied_any;
+                }
+                units = pending.into();
+                continue;
+            }
             let started = Instant::now();
             let r = self.run_unit(task, unit).await;
-            applied_any |= r.applied;
-            if let Some(e) = r.unreachable {
-                self.out.unreachable = Some(e);
-                return applied_any;
-            }
-            if r.applied && !pending.is_empty() {
-                // Later items of the same loop may look at what this one just changed (several
-                // `lineinfile` lines in one file): what they saw no longer holds, probe again.
-                for u in &mut pending {
+            if r.applied {
+                // A later item may look at what this one changed (same file, same unit).
+                for u in units.iter_mut() {
                     if let UnitKind::Module { seen, .. } = &mut u.kind {
                         *seen = None;
                     }
                 }
-                let mut again = [Prepared {
-                    task,
-                    units: std::mem::take(&mut pending),
-                }];
-                if let Err(e) = self.probe(&mut again).await {
-                    self.out.unreachable = Some(e);
-                    return applied_any;
-                }
-                pending = std::mem::take(&mut again[0].units);
+            }
+            applied_any |= r.applied;
+            if let Some(e) = r.unreachable {
+                self.out.unreachable = Some(e);
+                return applied_any;
             }
             if r.status == Status::Changed {
                 for n in &task.notify {

@@ -113,6 +113,8 @@ pub async fn ensure(
     progress(&format!("configuring node image `{image}`"));
     let builder = format!("minipaas-image-build-{}", std::process::id());
     let packages = PACKAGES.join(" ");
+    // A build container left by a crashed run with the same pid would block the name.
+    let _ = docker::try_run(&["rm", "-f", &builder]).await;
     let ran = docker::try_run(&[
         "run",
         "--name",

@@ -141,6 +141,12 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
+    #[error("node `{node}`: the boot check crashed")]
+    WaitCrashed {
+        node: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("lab `{lab}` is not up")]
     NotUp { lab: String },
     #[error("lab `{lab}` has no node `{node}` (nodes: {known})")]
@@ -265,23 +271,21 @@ pub async fn up(opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<UpReport, L
     if !fresh.is_empty() || !restarted.is_empty() {
         progress("waiting for the nodes to boot");
     }
-    let mut waits = tokio::task::JoinSet::new();
-    for (i, n) in nodes.iter().enumerate() {
+    let mut waits = Vec::new();
+    for n in &nodes {
         let strict = fresh.contains(&n.name) || restarted.contains(&n.name);
         let n = n.clone();
-        waits.spawn(async move { (i, node::wait_booted(&n, strict).await) });
+        waits.push(tokio::spawn(
+            async move { node::wait_booted(&n, strict).await },
+        ));
     }
-    let mut host_keys = vec![String::new(); nodes.len()];
-    while let Some(joined) = waits.join_next().await {
-        let Ok((i, result)) = joined else {
-            // A wait task panicked: there is no result for it, so the lab cannot be trusted.
-            return Err(LabError::BootTimeout {
-                node: "?".into(),
-                seconds: 0,
-                what: "its boot check (the check crashed)".into(),
-            });
-        };
-        host_keys[i] = result?;
+    let mut host_keys = Vec::new();
+    for (n, wait) in nodes.iter().zip(waits) {
+        let key = wait.await.map_err(|source| LabError::WaitCrashed {
+            node: n.name.clone(),
+            source,
+        })??;
+        host_keys.push(key);
     }
 
     for n in &nodes {

@@ -1,8 +1,6 @@
 //! `cron`: an entry in a file under /etc/cron.d, marked by its name so it can be replaced or
 //! removed later. Other entries in the same file are left alone.
 
-use std::sync::Mutex;
-
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,7 +14,7 @@ pub struct Cron {
     marker: String,
     /// The entry line; `None` removes the entry.
     entry: Option<String>,
-    wanted: Mutex<Option<Vec<u8>>>,
+    wanted: files::Edited,
 }
 
 impl Cron {
@@ -84,7 +82,7 @@ impl Cron {
             path: format!("/etc/cron.d/{}", r.cron_file),
             marker: format!("#minipaas: {}", r.name),
             entry,
-            wanted: Mutex::new(None),
+            wanted: files::Edited::default(),
         })
     }
 
@@ -93,7 +91,7 @@ impl Cron {
     }
 
     pub fn wanted_content(&self) -> Option<Vec<u8>> {
-        self.wanted.lock().ok().and_then(|w| w.clone())
+        self.wanted.get()
     }
 
     fn edit(&self, old: &str) -> String {
@@ -138,16 +136,11 @@ impl Cron {
             }
         };
         let new = self.edit(&old);
-        let mut c = Vec::new();
-        if st.kind == Kind::Missing {
-            c.push(Change::Create);
-        } else if new != old {
-            c.push(Change::Content);
-        }
-        if let Ok(mut w) = self.wanted.lock() {
-            *w = Some(new.into_bytes());
-        }
-        Ok(c)
+        Ok(self
+            .wanted
+            .record(st.kind != Kind::Missing, &old, new)
+            .into_iter()
+            .collect())
     }
 
     pub async fn apply(
@@ -155,9 +148,7 @@ impl Cron {
         ctx: &Context<'_>,
         _changes: &[Change],
     ) -> Result<Applied, ModuleError> {
-        let data = self.wanted_content().ok_or_else(|| ModuleError::Probe {
-            message: "apply before check".into(),
-        })?;
+        let data = self.wanted.for_apply()?;
         let attrs = Attrs {
             mode: Some("0644".into()),
             owner: Some("root".into()),

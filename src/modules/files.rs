@@ -1,6 +1,8 @@
 //! What a path on a host looks like, as one probe reports it, and the attribute changes that
 //! make it match. Shared by every module that manages a path.
 
+use std::sync::Mutex;
+
 use serde_json::Value;
 
 use crate::template::shell_quote;
@@ -178,6 +180,39 @@ pub fn attr_changes(st: &PathState, want: &Attrs) -> Vec<Change> {
         }
     }
     out
+}
+
+/// The content an editing module (lineinfile, cron) computed in `check` from the content the
+/// probe read, kept for `apply` and `--diff`.
+#[derive(Debug, Default)]
+pub struct Edited(Mutex<Option<Vec<u8>>>);
+
+impl Edited {
+    /// Keeps `new` and returns the content change it means, if any.
+    pub fn record(&self, exists: bool, old: &str, new: String) -> Option<Change> {
+        let change = if !exists {
+            Some(Change::Create)
+        } else if new != old {
+            Some(Change::Content)
+        } else {
+            None
+        };
+        if let Ok(mut w) = self.0.lock() {
+            *w = Some(new.into_bytes());
+        }
+        change
+    }
+
+    pub fn get(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok().and_then(|w| w.clone())
+    }
+
+    /// The content to write; an error when `check` did not run first.
+    pub fn for_apply(&self) -> Result<Vec<u8>, ModuleError> {
+        self.get().ok_or_else(|| ModuleError::Probe {
+            message: "apply before check".into(),
+        })
+    }
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -1,8 +1,6 @@
 //! `lineinfile`: one line present (replacing what `regexp` matches) or absent in a file.
 //! The new content is computed here from the probed content and written atomically.
 
-use std::sync::Mutex;
-
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,7 +35,7 @@ pub struct LineInFile {
     create: bool,
     attrs: Attrs,
     /// The content `check` computed, for `apply` and `--diff`.
-    wanted: Mutex<Option<Vec<u8>>>,
+    wanted: files::Edited,
 }
 
 fn regex(s: &str, key: &str) -> Result<Regex, ModuleError> {
@@ -104,7 +102,7 @@ impl LineInFile {
             insert,
             create: r.create,
             attrs: files::attrs_from(a)?,
-            wanted: Mutex::new(None),
+            wanted: files::Edited::default(),
         })
     }
 
@@ -113,7 +111,7 @@ impl LineInFile {
     }
 
     pub fn wanted_content(&self) -> Option<Vec<u8>> {
-        self.wanted.lock().ok().and_then(|w| w.clone())
+        self.wanted.get()
     }
 
     /// The file's lines after the edit.
@@ -178,17 +176,9 @@ impl LineInFile {
             return Ok(Vec::new());
         }
         let new = self.edit(&old);
-        let mut c = Vec::new();
-        if !exists {
-            c.push(Change::Create);
-        } else if new != old {
-            c.push(Change::Content);
-        }
+        let mut c: Vec<Change> = self.wanted.record(exists, &old, new).into_iter().collect();
         if exists {
             c.extend(files::attr_changes(&st, &self.attrs));
-        }
-        if let Ok(mut w) = self.wanted.lock() {
-            *w = Some(new.into_bytes());
         }
         Ok(c)
     }
@@ -198,9 +188,7 @@ impl LineInFile {
         ctx: &Context<'_>,
         _changes: &[Change],
     ) -> Result<Applied, ModuleError> {
-        let data = self.wanted_content().ok_or_else(|| ModuleError::Probe {
-            message: "apply before check".into(),
-        })?;
+        let data = self.wanted.for_apply()?;
         ctx.write_file(&self.path, &data, &self.attrs, None).await?;
         Ok(Applied::default())
     }

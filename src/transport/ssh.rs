@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -13,9 +14,13 @@ use russh::client::{self, Handle, Msg};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::{Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::{AgentAuthError, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect, Preferred};
+use russh::{
+    AgentAuthError, ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, Disconnect,
+    Preferred, Sig,
+};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::known_hosts::{self, KnownHosts, Verdict};
 use super::{HostKeyPolicy, Output, SshTarget, TransportError};
@@ -28,8 +33,13 @@ pub const MAX_CHANNELS_PER_HOST: usize = 8;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 3;
 
-/// How long an abandoned channel may take to confirm its close before its slot is reused anyway.
-const ABANDONED_CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long an abandoned command gets to exit on SIGTERM and EOF before its channel is closed.
+const ABANDONED_TERM_WAIT: Duration = Duration::from_secs(2);
+
+/// How long `exec` keeps retrying a channel the server refuses for lack of free sessions (a lower
+/// `MaxSessions`, or abandoned commands still running), before giving up.
+const REFUSED_CHANNEL_RETRY: Duration = Duration::from_secs(60);
+const REFUSED_CHANNEL_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Plain curve25519 first: the cheapest exchange OpenSSH offers; the hybrid post-quantum one
 /// stays available. The `ext-info-c` and strict-kex markers must stay (server-sig-algs for RSA
@@ -58,7 +68,7 @@ const CIPHER_ORDER: &[russh::cipher::Name] = &[
 /// wait their turn.
 pub struct SshTransport {
     host: String,
-    handle: Handle<HostKeyCheck>,
+    handle: Arc<Handle<HostKeyCheck>>,
     channels: Arc<Semaphore>,
 }
 
@@ -101,28 +111,14 @@ impl SshTransport {
 
     /// Runs `command` through the remote user's shell on a fresh channel, streams `stdin` (if any)
     /// then EOF while collecting stdout and stderr, and returns once the server closes the channel.
-    /// A non-zero exit is an `Ok`. The channel is closed on every path, including when this
-    /// future is dropped before it finishes.
+    /// A non-zero exit is an `Ok`. The channel is ended on every path, including when this
+    /// future is dropped before it finishes (see [`ChannelSlot`]).
     pub async fn exec(
         &self,
         command: &str,
         stdin: Option<&[u8]>,
     ) -> Result<Output, TransportError> {
-        let permit = self
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.error("the connection is closed"))?;
-        let channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| self.error(format!("cannot open a channel: {e}")))?;
-        let mut slot = ChannelSlot {
-            parts: Some(channel.split()),
-            permit: Some(permit),
-        };
+        let mut slot = self.open_channel().await?;
         // Cannot fail: only `Drop` and `finished` take the parts.
         let Some((read, write)) = slot.parts.as_mut() else {
             return Err(self.error("channel already closed"));
@@ -134,12 +130,16 @@ impl SshTransport {
             .exec(true, command)
             .await
             .map_err(|e| self.error(format!("cannot start the command: {e}")))?;
+        slot.started = true;
+        let eof_sent = AtomicBool::new(false);
         let send = async {
             if let Some(data) = stdin.filter(|d| !d.is_empty()) {
                 // Chunked by russh to the packet size and the server's window.
                 write.data_bytes(data.to_vec()).await?;
             }
-            write.eof().await
+            write.eof().await?;
+            eof_sent.store(true, Ordering::Relaxed);
+            Ok::<_, russh::Error>(())
         };
         // The output is read while stdin is still being written: a command may answer before it
         // has read all its input, and an unread channel stalls the whole connection. Sending
@@ -153,12 +153,16 @@ impl SshTransport {
             received = receive(read) => received,
             never = send_then_wait => match never {},
         };
+        slot.eof_sent = eof_sent.load(Ordering::Relaxed);
         match received {
             Received::Closed(output) => {
                 slot.finished();
                 Ok(output)
             }
-            Received::Refused => Err(self.error("the server refused to run the command")),
+            Received::Refused => {
+                slot.started = false;
+                Err(self.error("the server refused to run the command"))
+            }
             Received::Lost => {
                 slot.finished();
                 Err(self.error("the connection was lost while a command was running"))
@@ -174,6 +178,54 @@ impl SshTransport {
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+    }
+
+    /// Opens a session channel within the per-host limit. A server out of sessions answers with
+    /// an open failure; that is retried with backoff, since sessions of abandoned commands free
+    /// up when those exit.
+    async fn open_channel(&self) -> Result<ChannelSlot, TransportError> {
+        let deadline = Instant::now() + REFUSED_CHANNEL_RETRY;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let permit = self
+                .channels
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| self.error("the connection is closed"))?;
+            let handle = self.handle.clone();
+            // A task of its own runs to the end even if `exec` is dropped meanwhile, so a channel
+            // the server opens for us always lands in a slot that closes it again.
+            let opening = tokio::spawn(async move {
+                let channel = handle.channel_open_session().await?;
+                Ok::<_, russh::Error>(ChannelSlot {
+                    parts: Some(channel.split()),
+                    permit: Some(permit),
+                    started: false,
+                    eof_sent: false,
+                })
+            });
+            match opening.await {
+                Ok(Ok(slot)) => return Ok(slot),
+                Ok(Err(russh::Error::ChannelOpenFailure(
+                    ChannelOpenFailure::ConnectFailed
+                    | ChannelOpenFailure::AdministrativelyProhibited
+                    | ChannelOpenFailure::ResourceShortage,
+                ))) => {
+                    if Instant::now() + backoff > deadline {
+                        return Err(self.error(format!(
+                            "the server refused new channels for {} s: its MaxSessions is too \
+                             low or earlier abandoned commands still run",
+                            REFUSED_CHANNEL_RETRY.as_secs()
+                        )));
+                    }
+                }
+                Ok(Err(e)) => return Err(self.error(format!("cannot open a channel: {e}"))),
+                Err(e) => return Err(self.error(format!("cannot open a channel: {e}"))),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(REFUSED_CHANNEL_BACKOFF_MAX);
+        }
     }
 
     fn error(&self, reason: impl Into<String>) -> TransportError {
@@ -219,7 +271,7 @@ async fn establish(
     }
     Ok(SshTransport {
         host: target.host.clone(),
-        handle,
+        handle: Arc::new(handle),
         channels: Arc::new(Semaphore::new(MAX_CHANNELS_PER_HOST)),
     })
 }
@@ -490,11 +542,20 @@ async fn receive(read: &mut ChannelReadHalf) -> Received {
 
 /// An open channel and the concurrency slot it occupies. Unless [`ChannelSlot::finished`] says the
 /// server already closed it, dropping it (error, or the `exec` future dropped by a timeout or
-/// cancellation) closes the channel in the background and frees the slot only once the server
-/// confirms, so the server never sees more than [`MAX_CHANNELS_PER_HOST`] sessions.
+/// cancellation) ends the channel in the background before the slot is handed back.
+///
+/// OpenSSH keeps a session (and its `MaxSessions` slot) until its command exits, even after the
+/// client closed the channel. So an abandoned command first gets SIGTERM (a `signal` request;
+/// OpenSSH honours it since 7.9, but not for root logins) and EOF on stdin, and a short while to
+/// exit, which the server confirms by closing the channel. Only then is the channel closed from
+/// our side, which also closes the command's pipes.
 struct ChannelSlot {
     parts: Option<(ChannelReadHalf, ChannelWriteHalf<Msg>)>,
     permit: Option<OwnedSemaphorePermit>,
+    /// The server accepted a command on this channel that may still be running.
+    started: bool,
+    /// Stdin was closed already (sending EOF twice is a protocol error).
+    eof_sent: bool,
 }
 
 impl ChannelSlot {
@@ -510,20 +571,42 @@ impl Drop for ChannelSlot {
             return;
         };
         let permit = self.permit.take();
+        let (started, eof_sent) = (self.started, self.eof_sent);
         // Drop cannot wait; without a runtime (process exit) the connection dies with it anyway.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if write.close().await.is_ok() {
-                    // Draining also keeps russh from stalling on an unread channel.
-                    let _ = tokio::time::timeout(ABANDONED_CLOSE_WAIT, async {
-                        while read.wait().await.is_some() {}
-                    })
-                    .await;
-                }
+                abandon(&mut read, &write, started, eof_sent).await;
                 drop(permit);
             });
         }
     }
+}
+
+/// Ends an abandoned channel. Reading all the while keeps an unread channel from stalling the
+/// connection.
+async fn abandon(
+    read: &mut ChannelReadHalf,
+    write: &ChannelWriteHalf<Msg>,
+    started: bool,
+    eof_sent: bool,
+) {
+    if started {
+        if write.signal(Sig::TERM).await.is_err() || (!eof_sent && write.eof().await.is_err()) {
+            // The connection is gone, and the channel with it.
+            return;
+        }
+        let drained = async { while read.wait().await.is_some() {} };
+        if tokio::time::timeout(ABANDONED_TERM_WAIT, drained)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // russh forgets a channel as soon as it has sent our close, so the server's confirmation
+    // never reaches us: the slot is handed back now. A server still holding the session for a
+    // command that outlives this refuses the next channel, and `open_channel` retries.
+    let _ = write.close().await;
 }
 
 #[cfg(test)]
