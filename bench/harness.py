@@ -175,9 +175,10 @@ class Tools:
         wall, peak, rc, out, err = timed(cmd, sample=True)
         check(rc == 0, f"pyinfra exited {rc}", out, err)
         if noop:
-            text = out + err
-            changed = re.findall(r"Changed: (\d+)", text)
-            check(bool(changed) and all(c == "0" for c in changed),
+            # The results table ends with `Grand total  OPS  SUCCESS  ERROR  NO-CHANGE`, where
+            # "Success" counts operations that changed something.
+            m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)", out + err)
+            check(m is not None and m[2] in ("-", "0") and m[3] in ("-", "0") and m[1] == m[4],
                   "pyinfra no-op run changed something (or printed no summary)", out, err)
         return wall, peak
 

@@ -26,7 +26,7 @@ files.template(name="log rotation", src=str(TEMPLATES / "logrotate.conf.j2"),
 units = [
     files.template(name=f"service unit {i}", src=str(TEMPLATES / "bench.service.j2"),
                    dest=f"/etc/systemd/system/bench-{TOOL}-{i}.service", mode="644",
-                   svc=i, **ctx)
+                   item=i, **ctx)
     for i in range(1, 6)
 ]
 systemd.daemon_reload(name="reload systemd when units changed", _if=any_changed(*units))
