@@ -711,3 +711,48 @@ fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::engine::{run, Options};
+    use crate::inventory::Inventory;
+    use crate::plan::Plan;
+
+    /// Several loop items editing one file each see the file as the previous item left it, so
+    /// one run converges and the next changes nothing.
+    #[tokio::test]
+    async fn loop_items_on_one_file_converge_in_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("limits.conf");
+        let inv = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &inv,
+            "all: {connection: local}\ngroups:\n  g:\n    hosts:\n      here: {}\n",
+        )
+        .unwrap();
+        let plan = dir.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "- hosts: all\n  tasks:\n    - name: lines\n      lineinfile: {{path: {}, line: \"{{{{ item }}}}\", create: true}}\n      loop: [a=1, b=2, c=3]\n",
+                target.display()
+            ),
+        )
+        .unwrap();
+        let inventory = Inventory::load(&inv).unwrap();
+        let plan = Plan::load(&[plan], &PathBuf::from("templates")).unwrap();
+        let changed = |r: &crate::engine::Recap| r.changed();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let first = run(&inventory, &plan, &Options::default(), tx.clone())
+            .await
+            .unwrap();
+        assert_eq!(changed(&first), 3);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "a=1\nb=2\nc=3\n");
+        let second = run(&inventory, &plan, &Options::default(), tx)
+            .await
+            .unwrap();
+        assert_eq!(changed(&second), 0);
+    }
+}
