@@ -24,7 +24,7 @@ if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet ansible-core pyinfra
 fi
-echo "minipaas $("$MINIPAAS" --version | awk '{print $2}'), $("$VENV/bin/ansible" --version | head -1), pyinfra $("$VENV/bin/pyinfra" --version | awk '{print $2}')"
+echo "minipaas $("$MINIPAAS" --version | awk '{print $2}'), $("$VENV/bin/ansible" --version | sed -n 1p), pyinfra $("$VENV/bin/pyinfra" --version | awk '{print $2}')"
 
 # About 26 systemd nodes start with the default inotify instance limit.
 if [ "$max" -gt 20 ] && [ "$(sysctl -n fs.inotify.max_user_instances)" -lt 1024 ]; then

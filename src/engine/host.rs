@@ -85,7 +85,8 @@ enum UnitKind {
 struct Unit {
     item: Option<Value>,
     kind: UnitKind,
-    /// The variables the unit was prepared with (task vars and loop item included).
+    /// The variables the unit was prepared with (task vars and loop item included), for
+    /// local modules and `changed_when`/`failed_when`; `Null` when nothing reads them again.
     vars: Value,
 }
 
@@ -271,10 +272,15 @@ impl HostRun<'_> {
                     seen: None,
                 }
             };
+            // Every host keeps its prepared units until they run, and the variables hold
+            // `hostvars` of every host: kept only where they are read again, they would
+            // otherwise grow memory with the square of the host count.
+            let keep =
+                task.module.is_local() || task.changed_when.is_some() || task.failed_when.is_some();
             units.push(Unit {
                 item,
                 kind,
-                vars: v,
+                vars: if keep { v } else { Value::Null },
             });
         }
         Ok(units)
