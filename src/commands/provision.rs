@@ -102,7 +102,6 @@ pub async fn run(args: ProvisionArgs) -> Result<i32, crate::Error> {
             HostKeyPolicy::Strict
         },
         connect_timeout: Duration::from_secs(args.connect_timeout),
-        project_templates: args.templates.clone(),
         ..Options::default()
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

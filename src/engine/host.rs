@@ -24,17 +24,14 @@ use super::{vars, Event, Mode, Options, Status, TaskReport};
 pub struct TemplateCache(Arc<HashMap<Vec<PathBuf>, Arc<Templates>>>);
 
 impl TemplateCache {
-    pub fn load(plan: &Plan, project: &std::path::Path) -> Result<TemplateCache, TemplateError> {
+    /// Plans already list the project's templates/ last in each task's directories.
+    pub fn load(plan: &Plan) -> Result<TemplateCache, TemplateError> {
         let mut map = HashMap::new();
         for play in &plan.plays {
             for t in play.tasks.iter().chain(&play.handlers) {
-                let mut dirs = t.template_dirs.clone();
-                // The project's templates/ as the command line names it (plans record a default).
-                if let Some(last) = dirs.last_mut() {
-                    *last = project.to_path_buf();
-                }
                 if !map.contains_key(&t.template_dirs) {
-                    map.insert(t.template_dirs.clone(), Arc::new(Templates::load(&dirs)?));
+                    let templates = Templates::load(&t.template_dirs)?;
+                    map.insert(t.template_dirs.clone(), Arc::new(templates));
                 }
             }
         }
@@ -127,19 +124,8 @@ pub async fn run_play(
         &ctx.groups,
         &ctx.hostvars,
     );
-    let mut redactor = Redactor::from_vars(&vars);
-    for v in ctx.opts.extra_vars.values() {
-        if let Some(s) = v.as_str() {
-            if ctx
-                .opts
-                .extra_vars
-                .iter()
-                .any(|(k, x)| x == v && super::redact::is_secret_name(k))
-            {
-                redactor.add(s);
-            }
-        }
-    }
+    // `vars` includes the extra vars, so secret-named `-e` values are masked too.
+    let redactor = Redactor::from_vars(&vars);
     let mut run = HostRun {
         ctx,
         host,

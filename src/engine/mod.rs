@@ -51,8 +51,6 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// The longest one command on a host may take.
     pub task_timeout: Duration,
-    /// The project's templates/ directory, searched after a plan's own.
-    pub project_templates: PathBuf,
 }
 
 impl Default for Options {
@@ -68,7 +66,6 @@ impl Default for Options {
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: Duration::from_secs(10),
             task_timeout: Duration::from_secs(3600),
-            project_templates: PathBuf::from("templates"),
         }
     }
 }
@@ -193,7 +190,7 @@ pub async fn run(
         });
     }
     // Template files are parsed once per directory list, before anything connects.
-    let templates = host::TemplateCache::load(plan, &opts.project_templates)?;
+    let templates = host::TemplateCache::load(plan)?;
     let mut play_hosts = Vec::new();
     for play in &plan.plays {
         let hosts: Vec<HostName> = inventory
