@@ -122,6 +122,34 @@ fn lab_up_is_idempotent_strict_and_down_leaves_nothing() {
     );
     assert_eq!(ssh.trim(), "node3");
 
+    // A stopped lab comes back with `lab up`, even when a node boots `degraded` because of
+    // something done to it (the state a machine's reboot leaves labs in).
+    lab.ssh_ok(
+        "node2",
+        "printf '[Service]\\nExecStart=/bin/false\\n[Install]\\nWantedBy=multi-user.target\\n' \
+         > /etc/systemd/system/mp-broken.service && systemctl enable -q mp-broken",
+    );
+    let containers: Vec<&str> = lab.nodes.iter().map(|n| n.container.as_str()).collect();
+    let stopped = std::process::Command::new("docker")
+        .arg("stop")
+        .args(&containers)
+        .output()
+        .unwrap();
+    assert!(stopped.status.success(), "{stopped:?}");
+    let lab = common::lab_up(name, 3, 1, dir.path());
+    assert!(
+        lab.up_stdout.contains("restarted stopped node `node2`"),
+        "{}",
+        lab.up_stdout
+    );
+    assert_eq!(
+        lab.ssh_ok("node2", "systemctl is-system-running || true"),
+        "degraded"
+    );
+    for n in &lab.nodes {
+        assert_eq!(lab.ssh_ok(&n.name, "hostname"), n.name);
+    }
+
     let removed = lab.down();
     assert!(
         removed.contains("container `mptest-cycle-node1`"),

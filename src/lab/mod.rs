@@ -260,8 +260,6 @@ pub async fn up(opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<UpReport, L
             container,
         });
     }
-    // A node this run started must boot to `running`; one already up may carry failed units
-    // of someone's test and still serve, so it only has to answer.
     let fresh: Vec<String> = missing.iter().map(|(_, n)| (*n).clone()).collect();
     let restarted: Vec<String> = existing
         .iter()
@@ -273,10 +271,16 @@ pub async fn up(opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<UpReport, L
     }
     let mut waits = Vec::new();
     for n in &nodes {
-        let strict = fresh.contains(&n.name) || restarted.contains(&n.name);
+        let boot = if fresh.contains(&n.name) {
+            node::Boot::Fresh
+        } else if restarted.contains(&n.name) {
+            node::Boot::Restarted
+        } else {
+            node::Boot::AlreadyUp
+        };
         let n = n.clone();
         waits.push(tokio::spawn(
-            async move { node::wait_booted(&n, strict).await },
+            async move { node::wait_booted(&n, boot).await },
         ));
     }
     let mut host_keys = Vec::new();

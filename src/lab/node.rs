@@ -160,11 +160,22 @@ pub async fn private_address(lab: &str, container: &str) -> Result<String, LabEr
     Ok(addr)
 }
 
-/// Waits for the node to be usable: its own host key exists, sshd sends its banner on the
-/// published port and, when `strict` (a node this run started), systemd reports the system
-/// `running` (anything else is an error naming the failed units). Returns the ed25519 host
+/// How a node came to be up in this `lab up`, which decides what "booted" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// Created by this run from the image: it must reach `running`.
+    Fresh,
+    /// A stopped node this run started again: it carries whatever was done to it before
+    /// (failed units of someone's test included), so boot must finish but may end `degraded`.
+    Restarted,
+    /// Was running already: it only has to answer SSH.
+    AlreadyUp,
+}
+
+/// Waits for the node to be usable: its own host key exists, systemd has finished booting
+/// (see [`Boot`]) and sshd sends its banner on the published port. Returns the ed25519 host
 /// public key as the node itself reports it.
-pub async fn wait_booted(node: &Node, strict: bool) -> Result<String, LabError> {
+pub async fn wait_booted(node: &Node, boot: Boot) -> Result<String, LabError> {
     let deadline = Instant::now() + BOOT_TIMEOUT;
     let timeout = |what: &str| LabError::BootTimeout {
         node: node.name.clone(),
@@ -190,8 +201,8 @@ pub async fn wait_booted(node: &Node, strict: bool) -> Result<String, LabError> 
         tokio::time::sleep(POLL).await;
     };
 
-    if strict {
-        wait_running(node, deadline).await?;
+    if boot != Boot::AlreadyUp {
+        wait_running(node, deadline, boot == Boot::Fresh).await?;
     }
 
     loop {
@@ -205,49 +216,68 @@ pub async fn wait_booted(node: &Node, strict: bool) -> Result<String, LabError> 
     }
 }
 
-/// Waits for systemd to finish booting and fails unless it reports `running`.
-async fn wait_running(node: &Node, deadline: Instant) -> Result<(), LabError> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    let state = tokio::time::timeout(
-        left,
-        docker::try_run(&[
-            "exec",
-            &node.container,
-            "systemctl",
-            "is-system-running",
-            "--wait",
-        ]),
-    )
-    .await
-    .map_err(|_| LabError::BootTimeout {
-        node: node.name.clone(),
-        seconds: BOOT_TIMEOUT.as_secs(),
-        what: "systemd to finish booting".into(),
-    })??;
-    let state = state.stdout.trim().to_string();
-    if state != "running" {
-        let failed = docker::try_run(&[
-            "exec",
-            &node.container,
-            "systemctl",
-            "list-units",
-            "--failed",
-            "--plain",
-            "--no-legend",
-        ])
-        .await?;
-        let units: Vec<String> = failed
-            .stdout
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-            .collect();
-        return Err(LabError::NodeNotRunning {
+/// Waits for systemd to finish booting. `running` is required when `strict`; otherwise
+/// `degraded` is accepted too. Anything else is an error naming the failed units.
+async fn wait_running(node: &Node, deadline: Instant, strict: bool) -> Result<(), LabError> {
+    let state = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let out = tokio::time::timeout(
+            left,
+            docker::try_run(&[
+                "exec",
+                &node.container,
+                "systemctl",
+                "is-system-running",
+                "--wait",
+            ]),
+        )
+        .await
+        .map_err(|_| LabError::BootTimeout {
             node: node.name.clone(),
-            state,
-            failed_units: units.join(", "),
-        });
+            seconds: BOOT_TIMEOUT.as_secs(),
+            what: "systemd to finish booting".into(),
+        })??;
+        let state = out.stdout.trim().to_string();
+        // Right after `docker start`, before systemd's bus is up, systemctl prints nothing
+        // (or `offline`) instead of waiting; ask again.
+        if !matches!(
+            state.as_str(),
+            "" | "offline" | "unknown" | "initializing" | "starting"
+        ) {
+            break state;
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::BootTimeout {
+                node: node.name.clone(),
+                seconds: BOOT_TIMEOUT.as_secs(),
+                what: "systemd to finish booting".into(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    if state == "running" || (!strict && state == "degraded") {
+        return Ok(());
     }
-    Ok(())
+    let failed = docker::try_run(&[
+        "exec",
+        &node.container,
+        "systemctl",
+        "list-units",
+        "--failed",
+        "--plain",
+        "--no-legend",
+    ])
+    .await?;
+    let units: Vec<String> = failed
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    Err(LabError::NodeNotRunning {
+        node: node.name.clone(),
+        state,
+        failed_units: units.join(", "),
+    })
 }
 
 /// True when something on 127.0.0.1:`port` greets like an SSH server. Docker's port proxy
