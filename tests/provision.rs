@@ -498,3 +498,42 @@ fn lab_become_uses_sudo_for_a_non_root_user() {
         "root 600\nmpt 644"
     );
 }
+
+#[test]
+fn lab_restarts_asked_for_by_the_plan_are_not_refused_by_the_start_rate_limit() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("restarts.yaml");
+    // Docker's unit allows 3 starts a minute; this one allows 1, so the second restart in a
+    // row would end `start-limit-hit` unless the module clears the counter.
+    std::fs::write(
+        &plan,
+        r#"- hosts: node2
+  tasks:
+    - name: a unit with a tight start limit
+      copy:
+        dest: /etc/systemd/system/mpt-limited.service
+        content: |
+          [Unit]
+          StartLimitIntervalSec=60
+          StartLimitBurst=1
+          [Service]
+          ExecStart=/bin/sleep infinity
+    - name: restart it
+      systemd: {name: mpt-limited, state: restarted, daemon_reload: true}
+      loop: [1, 2, 3]
+"#,
+    )
+    .unwrap();
+    let out = provision(&lab.inventory, &plan, &["--format", "json"]);
+    let recap = json_recap(&out);
+    assert!(out.status.success(), "{recap:#}\n{}", stderr(&out));
+    assert_eq!(
+        lab.ssh_ok("node2", "systemctl is-active mpt-limited"),
+        "active"
+    );
+    lab.ssh_ok(
+        "node2",
+        "systemctl stop mpt-limited; rm /etc/systemd/system/mpt-limited.service; systemctl daemon-reload",
+    );
+}

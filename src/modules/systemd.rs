@@ -119,6 +119,7 @@ impl Systemd {
         changes: &[Change],
     ) -> Result<Applied, ModuleError> {
         let n = shell_quote(self.name.as_deref().unwrap_or_default());
+        let reset = format!("systemctl reset-failed {n} 2>/dev/null || true; ");
         let mut s = String::from("set -e; ");
         for c in changes {
             s.push_str(&match c {
@@ -127,10 +128,13 @@ impl Systemd {
                 Change::Unmask => format!("systemctl unmask {n}; "),
                 Change::Enable => format!("systemctl enable {n}; "),
                 Change::Disable => format!("systemctl disable {n}; "),
-                Change::Start => format!("systemctl start {n}; "),
+                // A start asked for by the plan is deliberate, like an operator's: clear the
+                // unit's start rate limit first, or a few config changes in a minute (docker
+                // allows 3) leave it `start-limit-hit` and refusing.
+                Change::Start => format!("{reset}systemctl start {n}; "),
                 Change::Stop => format!("systemctl stop {n}; "),
-                Change::Restart => format!("systemctl restart {n}; "),
-                Change::Reload => format!("systemctl reload-or-restart {n}; "),
+                Change::Restart => format!("{reset}systemctl restart {n}; "),
+                Change::Reload => format!("{reset}systemctl reload-or-restart {n}; "),
                 _ => continue,
             });
         }
