@@ -16,11 +16,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.
     /// Converge hosts from an inventory with YAML plans, over SSH, in parallel.
     Provision(crate::commands::provision::ProvisionArgs),
+    /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.
     #[command(subcommand)]
     Lab(crate::commands::lab::LabCommand),
+    /// Build, ship and roll out an env's Compose files onto the Swarm; load its routes.
+    #[command(subcommand)]
+    Deploy(crate::commands::deploy::DeployCommand),
+    /// Versioned Docker secrets: create, delete, prune.
+    #[command(subcommand)]
+    Secret(crate::commands::deploy::ObjectCommand),
+    /// Versioned Docker configs: create, delete, prune.
+    #[command(subcommand)]
+    Config(crate::commands::deploy::ObjectCommand),
+    /// A shell (or `-- COMMAND`) whose `docker` talks to the env's cluster.
+    Shell(crate::commands::shell::ShellArgs),
     /// Certificates for the Docker API's mutual TLS: CA, server and client certificates, checks.
     #[command(subcommand)]
     Certs(crate::commands::certs::CertsCommand),

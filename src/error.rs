@@ -15,6 +15,10 @@ pub enum Error {
     Certs(#[from] crate::certs::CertsError),
     #[error(transparent)]
     Sql(#[from] crate::commands::sql::SqlCommandError),
+    #[error(transparent)]
+    Deploy(#[from] crate::commands::deploy::DeployCommandError),
+    #[error(transparent)]
+    Shell(#[from] crate::commands::shell::ShellError),
 }
 
 impl Error {
@@ -26,6 +30,8 @@ impl Error {
             Error::Lab(e) => e.exit_code(),
             Error::Certs(e) => e.exit_code(),
             Error::Sql(e) => e.exit_code(),
+            Error::Deploy(e) => e.exit_code(),
+            Error::Shell(_) => 2,
         }
     }
 }

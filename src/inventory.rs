@@ -206,6 +206,15 @@ impl Inventory {
         self.hosts.iter().find(|h| h.name.0 == name)
     }
 
+    /// The first host of group `managers`: the one that initializes the swarm and that deploys
+    /// talk to.
+    pub fn main_manager(&self) -> Option<&Host> {
+        self.groups
+            .get("managers")
+            .and_then(|m| m.first())
+            .and_then(|n| self.host(&n.0))
+    }
+
     /// Hosts matching a pattern: `all`, a group name, a host name, a glob over either, or several
     /// of those separated by `,` or `:`. A leading `!` excludes. Result in inventory order.
     pub fn select(&self, pattern: &str) -> Result<Vec<HostName>, InventoryError> {

@@ -197,6 +197,15 @@ impl Plan {
         }
         Ok(Plan { plays })
     }
+
+    /// A plan embedded in the binary (the deploy commands' plans). `name` stands for its file in
+    /// locations and errors; it may not import files.
+    pub fn from_text(name: &str, text: &str) -> Result<Plan, PlanError> {
+        let mut plays = Vec::new();
+        let path = PathBuf::from(format!("(built in) {name}"));
+        load_text(&path, text, Path::new("templates"), &mut plays, 0)?;
+        Ok(Plan { plays })
+    }
 }
 
 fn read(path: &Path) -> Result<String, PlanError> {
@@ -238,11 +247,21 @@ fn load_file(
         ));
     }
     let text = read(path)?;
-    let raw: Vec<RawPlay> = serde_yaml::from_str::<Option<Vec<RawPlay>>>(&text)
+    load_text(path, &text, project_templates, plays, depth)
+}
+
+fn load_text(
+    path: &Path,
+    text: &str,
+    project_templates: &Path,
+    plays: &mut Vec<Play>,
+    depth: usize,
+) -> Result<(), PlanError> {
+    let raw: Vec<RawPlay> = serde_yaml::from_str::<Option<Vec<RawPlay>>>(text)
         .map_err(|e| yaml_err(path, &e))?
         .unwrap_or_default();
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let mut finder = LineFinder::new(&text);
+    let mut finder = LineFinder::new(text);
     for rp in raw {
         let line = finder.next_item(rp.name.as_deref(), &["hosts", "import_playbook"]);
         if let Some(file) = &rp.import_playbook {

@@ -2,8 +2,10 @@
 //! its own local work) and returns an exit code.
 
 pub mod certs;
+pub mod deploy;
 pub mod lab;
 pub mod provision;
+pub mod shell;
 pub mod sql;
 
 use crate::cli::{Cli, Command};
@@ -16,5 +18,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Lab(cmd) => lab::run(cmd).await,
         Command::Certs(cmd) => certs::run(cmd),
         Command::Sql(args) => sql::run(args).await,
+        Command::Deploy(cmd) => deploy::run(cmd).await,
+        Command::Secret(cmd) => deploy::run_objects(crate::deploy::ops::ObjectKind::Secret, cmd).await,
+        Command::Config(cmd) => deploy::run_objects(crate::deploy::ops::ObjectKind::Config, cmd).await,
+        Command::Shell(args) => shell::run(args),
     }
 }

@@ -11,6 +11,7 @@ pub mod command;
 pub mod content;
 pub mod context;
 pub mod cron;
+pub mod docker_image;
 pub mod file;
 pub mod files;
 pub mod get_url;
@@ -39,6 +40,7 @@ pub enum ModuleKind {
     GetUrl,
     LineInFile,
     Cron,
+    DockerImage,
     /// Print a message; touches no host.
     Debug,
     /// Fail the host with a message; touches no host.
@@ -60,6 +62,7 @@ const KINDS: &[(&str, ModuleKind)] = &[
     ("get_url", ModuleKind::GetUrl),
     ("lineinfile", ModuleKind::LineInFile),
     ("cron", ModuleKind::Cron),
+    ("docker_image", ModuleKind::DockerImage),
     ("debug", ModuleKind::Debug),
     ("fail", ModuleKind::Fail),
     ("set_fact", ModuleKind::SetFact),
@@ -77,6 +80,7 @@ const NAMES: &[&str] = &[
     "get_url",
     "lineinfile",
     "cron",
+    "docker_image",
     "debug",
     "fail",
     "set_fact",
@@ -189,6 +193,7 @@ impl ModuleKind {
                 ],
                 &["name", "cron_file"],
             ),
+            DockerImage => (&["name", "id", "archive"], &["name", "id", "archive"]),
             Debug => (&["msg", "var"], &[]),
             Fail => (&["msg"], &[]),
             Assert => (&["that", "fail_msg", "success_msg"], &["that"]),
@@ -286,6 +291,7 @@ pub enum Change {
     Reload,
     Run(String),
     Download(String),
+    LoadImage(String),
 }
 
 impl fmt::Display for Change {
@@ -314,6 +320,7 @@ impl fmt::Display for Change {
             Change::Reload => write!(f, "reload"),
             Change::Run(c) => write!(f, "run `{c}`"),
             Change::Download(u) => write!(f, "download {u}"),
+            Change::LoadImage(i) => write!(f, "load image {i}"),
         }
     }
 }
@@ -389,6 +396,7 @@ pub enum Module {
     GetUrl(get_url::GetUrl),
     LineInFile(lineinfile::LineInFile),
     Cron(cron::Cron),
+    DockerImage(docker_image::DockerImage),
 }
 
 impl Module {
@@ -404,6 +412,7 @@ impl Module {
             ModuleKind::GetUrl => Module::GetUrl(get_url::GetUrl::new(a)?),
             ModuleKind::LineInFile => Module::LineInFile(lineinfile::LineInFile::new(a)?),
             ModuleKind::Cron => Module::Cron(cron::Cron::new(a)?),
+            ModuleKind::DockerImage => Module::DockerImage(docker_image::DockerImage::new(a)?),
             k => {
                 return Err(ModuleError::Args {
                     message: format!("`{}` runs in the engine, not on a host", k.name()),
@@ -423,6 +432,7 @@ impl Module {
             Module::GetUrl(m) => m.probe(),
             Module::LineInFile(m) => m.probe(),
             Module::Cron(m) => m.probe(),
+            Module::DockerImage(m) => m.probe(),
         }
     }
 
@@ -437,6 +447,7 @@ impl Module {
             Module::GetUrl(m) => m.check(seen),
             Module::LineInFile(m) => m.check(seen),
             Module::Cron(m) => m.check(seen),
+            Module::DockerImage(m) => m.check(seen),
         }
     }
 
@@ -455,6 +466,7 @@ impl Module {
             Module::GetUrl(m) => m.apply(ctx, changes).await,
             Module::LineInFile(m) => m.apply(ctx, changes).await,
             Module::Cron(m) => m.apply(ctx, changes).await,
+            Module::DockerImage(m) => m.apply(ctx).await,
         }
     }
 

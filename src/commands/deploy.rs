@@ -1,0 +1,338 @@
+//! `minipaas deploy build|rollout|routing`, `minipaas secret ...` and `minipaas config ...`:
+//! an env directory (deploy::env) turned into work on the cluster (deploy::ops), run through
+//! the provision engine with its progress and recap.
+
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::deploy::env::{versioned_name, Env};
+use crate::deploy::ops::{self, Cluster, ObjectKind, OpsError, StackFile};
+use crate::deploy::DeployError;
+use crate::engine::{Event, Mode, Recap};
+use crate::progress::{self, Format, Progress};
+
+/// What every cluster-facing deploy command takes.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The env directory (holds minipaas.yaml).
+    #[arg(long = "env", default_value = ".")]
+    pub env: PathBuf,
+    /// Inventory to deploy to, instead of the one minipaas.yaml names.
+    #[arg(short = 'i', long = "inventory")]
+    pub inventory: Option<PathBuf>,
+    /// Change nothing; report what would change.
+    #[arg(long)]
+    pub check: bool,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Print ok and skipped tasks too.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// Build the images of services with `build:` here, then load them on every node that lacks
+    /// them (no registry) or push them (registry).
+    Build(EnvArgs),
+    /// Upload the stack files to the main manager, `docker stack deploy` them and wait until
+    /// every service has converged and every job completed.
+    Rollout {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Seconds to wait for the services to converge.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Load caddy.json into Caddy on the node that runs the Caddy task.
+    Routing(EnvArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectCommand {
+    /// Create a new version from FILE (or stdin) and point the services at it.
+    Create {
+        /// Base name; the Docker object is named `<name>.<first 8 hex of sha256>`.
+        name: String,
+        /// Where to read the value; stdin when absent.
+        file: Option<PathBuf>,
+        /// Services that use it (mounted at /run/secrets/<name> or /<name>).
+        #[arg(long = "for", required = true, num_args = 1..)]
+        services: Vec<String>,
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Stop referencing NAME and remove its versions no service uses.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Remove every version no service uses and the env does not reference.
+    Prune(EnvArgs),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployCommandError {
+    #[error(transparent)]
+    Env(#[from] DeployError),
+    #[error(transparent)]
+    Ops(#[from] OpsError),
+    #[error("cannot read the value from `{}`", .path.display())]
+    Value {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the value of `{name}` is not UTF-8 text; Docker objects created by minipaas are text")]
+    NotText { name: String },
+}
+
+impl DeployCommandError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DeployCommandError::Ops(OpsError::Local { .. } | OpsError::NoCaddy { .. }) => 1,
+            _ => 2,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, DeployCommandError>;
+
+struct Target {
+    env: Env,
+    cluster: Cluster,
+    format: Format,
+    verbose: bool,
+}
+
+fn open(a: &EnvArgs) -> Result<Target> {
+    let env = Env::load(&a.env)?;
+    let inventory = a.inventory.clone().unwrap_or_else(|| env.inventory_path());
+    let mode = if a.check { Mode::Check } else { Mode::Apply };
+    let cluster = Cluster::load(&inventory, mode)?;
+    Ok(Target {
+        env,
+        cluster,
+        format: a.format,
+        verbose: a.verbose,
+    })
+}
+
+/// Runs one engine-backed operation with progress, prints the recap and returns it.
+async fn drive<F, Fut>(t: &Target, op: F) -> Result<Recap>
+where
+    F: FnOnce(UnboundedSender<Event>) -> Fut,
+    Fut: Future<Output = std::result::Result<Recap, OpsError>>,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let progress = Progress::new(t.format, t.verbose);
+    let (recap, ()) = tokio::join!(op(tx), progress.render(rx));
+    let recap = recap?;
+    match t.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&recap).unwrap_or_else(|_| "{}".into())
+        ),
+        Format::Human => eprint!("{}", progress::recap_table(&recap)),
+    }
+    Ok(recap)
+}
+
+fn code(recap: &Recap) -> i32 {
+    if recap.success() {
+        0
+    } else {
+        1
+    }
+}
+
+pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
+    Ok(match cmd {
+        DeployCommand::Build(a) => build(&a).await?,
+        DeployCommand::Rollout { env, timeout } => rollout(&env, timeout).await?,
+        DeployCommand::Routing(a) => routing(&a).await?,
+    })
+}
+
+async fn build(a: &EnvArgs) -> Result<i32> {
+    let t = open(a)?;
+    let mut images = Vec::new();
+    let cache = t.env.dir.join(".minipaas").join("images");
+    for b in t.env.builds()? {
+        eprintln!("building `{}` for service `{}`", b.image, b.service);
+        let spec = ops::BuildSpec {
+            service: b.service.clone(),
+            image: b.image.clone(),
+            context: b.context.clone(),
+            dockerfile: b.dockerfile.clone(),
+            args: b.args.clone().into_iter().collect(),
+        };
+        images.push(ops::build_image(&spec, &cache).await?);
+    }
+    if images.is_empty() {
+        eprintln!("no service has `build:`; nothing to do");
+        return Ok(0);
+    }
+    let recap = drive(&t, |tx| ops::ship_images(&t.cluster, &images, tx)).await?;
+    Ok(code(&recap))
+}
+
+/// Stack files keep their order on the manager through a numeric prefix, so two user files
+/// with the same name in different directories cannot collide.
+fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
+    let mut out = Vec::new();
+    for (i, path) in env.stack_files().iter().enumerate() {
+        let content = std::fs::read_to_string(path).map_err(|source| DeployCommandError::Value {
+            path: path.clone(),
+            source,
+        })?;
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "stack.yaml".into());
+        out.push(StackFile {
+            name: format!("{:02}-{base}", i + 1),
+            content,
+        });
+    }
+    Ok(out)
+}
+
+async fn rollout(a: &EnvArgs, timeout: u64) -> Result<i32> {
+    let t = open(a)?;
+    let files = stack_files(&t.env)?;
+    let stack = t.env.stack_name().to_string();
+    let version = t.env.version().to_string();
+    let recap = drive(&t, |tx| {
+        ops::rollout(
+            &t.cluster,
+            &stack,
+            &files,
+            &version,
+            Duration::from_secs(timeout),
+            tx,
+        )
+    })
+    .await?;
+    Ok(code(&recap))
+}
+
+async fn routing(a: &EnvArgs) -> Result<i32> {
+    let t = open(a)?;
+    let path = t.env.caddy_json_path();
+    let routes = std::fs::read_to_string(&path)
+        .map_err(|source| DeployCommandError::Value { path, source })?;
+    let stack = t.env.stack_name().to_string();
+    let recap = drive(&t, |tx| ops::routing(&t.cluster, &stack, &routes, tx)).await?;
+    Ok(code(&recap))
+}
+
+pub async fn run_objects(
+    kind: ObjectKind,
+    cmd: ObjectCommand,
+) -> std::result::Result<i32, crate::Error> {
+    Ok(match cmd {
+        ObjectCommand::Create {
+            name,
+            file,
+            services,
+            env,
+        } => create(kind, &name, file, &services, &env).await?,
+        ObjectCommand::Delete { name, env } => delete(kind, &name, &env).await?,
+        ObjectCommand::Prune(env) => prune(kind, None, &env).await?,
+    })
+}
+
+fn read_value(name: &str, file: Option<PathBuf>) -> Result<String> {
+    let bytes = match &file {
+        Some(p) => std::fs::read(p).map_err(|source| DeployCommandError::Value {
+            path: p.clone(),
+            source,
+        })?,
+        None => {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut b)
+                .map_err(|source| DeployCommandError::Value {
+                    path: "stdin".into(),
+                    source,
+                })?;
+            b
+        }
+    };
+    String::from_utf8(bytes).map_err(|_| DeployCommandError::NotText { name: name.into() })
+}
+
+async fn create(
+    kind: ObjectKind,
+    base: &str,
+    file: Option<PathBuf>,
+    services: &[String],
+    a: &EnvArgs,
+) -> Result<i32> {
+    let mut t = open(a)?;
+    let value = read_value(base, file)?;
+    let name = versioned_name(base, value.as_bytes());
+    let stack = t.env.stack_name().to_string();
+    let recap = drive(&t, |tx| {
+        ops::create_object(&t.cluster, kind, &stack, base, &name, &value, tx)
+    })
+    .await?;
+    if !recap.success() {
+        return Ok(1);
+    }
+    if a.check {
+        return Ok(0);
+    }
+    if t.env.set_object_ref(kind_of(kind), base, &name, services)? {
+        eprintln!(
+            "{} `{name}` recorded for {}; `minipaas deploy rollout` gives it to the services",
+            kind.command(),
+            services.join(", ")
+        );
+    } else {
+        eprintln!("{} `{name}` already recorded; nothing to do", kind.command());
+    }
+    Ok(0)
+}
+
+async fn delete(kind: ObjectKind, base: &str, a: &EnvArgs) -> Result<i32> {
+    let mut t = open(a)?;
+    if !a.check && t.env.remove_object_ref(kind_of(kind), base)? {
+        eprintln!(
+            "`{base}` removed from the services; versions still in use go at the next \
+             `deploy rollout` and `{} prune`",
+            kind.command()
+        );
+    }
+    prune_with(&t, kind, Some(base)).await
+}
+
+async fn prune(kind: ObjectKind, base: Option<&str>, a: &EnvArgs) -> Result<i32> {
+    let t = open(a)?;
+    prune_with(&t, kind, base).await
+}
+
+async fn prune_with(t: &Target, kind: ObjectKind, base: Option<&str>) -> Result<i32> {
+    let keep: Vec<String> = t.env.object_refs(kind_of(kind))?.into_iter().collect();
+    let stack = t.env.stack_name().to_string();
+    let recap = drive(t, |tx| {
+        ops::prune_objects(&t.cluster, kind, &stack, base, &keep, tx)
+    })
+    .await?;
+    Ok(code(&recap))
+}
+
+/// The env's name for the same kind (the env module owns the files, ops the cluster).
+fn kind_of(k: ObjectKind) -> crate::deploy::env::ObjectKind {
+    match k {
+        ObjectKind::Secret => crate::deploy::env::ObjectKind::Secret,
+        ObjectKind::Config => crate::deploy::env::ObjectKind::Config,
+    }
+}

@@ -1,0 +1,2 @@
+//! `minipaas deploy` and friends: Compose files onto the Swarm.
+pub mod ops;

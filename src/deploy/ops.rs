@@ -1,0 +1,387 @@
+//! What `minipaas deploy`, `secret` and `config` do on the cluster. Each operation is a plan
+//! embedded in the binary (src/deploy/plans/) run by the provision engine over the same SSH
+//! transport, so it reports ok/changed per task, redacts secrets, honours `--check` and is
+//! idempotent by construction. Work on the swarm itself goes to the inventory's main manager;
+//! images and routes go to every swarm node (managers and workers).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::process::Command;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::engine::{self, Event, Mode, Options, Recap, Status};
+use crate::inventory::{HostName, Inventory, InventoryError};
+use crate::plan::{Plan, PlanError};
+use crate::template::shell_quote;
+use crate::transport::HostKeyPolicy;
+
+const ROLLOUT: &str = include_str!("plans/rollout.yaml");
+const ROUTING: &str = include_str!("plans/routing.yaml");
+const IMAGES: &str = include_str!("plans/images.yaml");
+const OBJECT: &str = include_str!("plans/object.yaml");
+const PRUNE: &str = include_str!("plans/prune.yaml");
+const CONVERGE_SH: &str = include_str!("plans/converge.sh");
+const PRUNE_SH: &str = include_str!("plans/prune.sh");
+
+/// Where rollouts keep the stack files on the manager.
+const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
+
+/// Hosts that are swarm nodes.
+const SWARM_NODES: &str = "managers:workers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("inventory `{}` has no host in group `managers`: deploys go to the first manager", .inventory.display())]
+    NoManager { inventory: PathBuf },
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error("`{command}` failed: {stderr}")]
+    Local { command: String, stderr: String },
+    #[error("cannot run `{program}` on this machine (is it installed?)")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} `{}`", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
+    NoCaddy { service: String },
+}
+
+/// Secrets and configs: Docker objects versioned by the digest of their value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Secret,
+    Config,
+}
+
+impl ObjectKind {
+    /// The `docker` subcommand.
+    pub fn command(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "secret",
+            ObjectKind::Config => "config",
+        }
+    }
+}
+
+/// The cluster an env deploys to, as its inventory describes it.
+pub struct Cluster {
+    pub inventory: Inventory,
+    pub manager: HostName,
+    pub mode: Mode,
+    pub host_key_policy: HostKeyPolicy,
+}
+
+impl Cluster {
+    pub fn load(inventory: &Path, mode: Mode) -> Result<Cluster, OpsError> {
+        let inventory = Inventory::load(inventory)?;
+        let manager = inventory
+            .main_manager()
+            .map(|h| h.name.clone())
+            .ok_or_else(|| OpsError::NoManager {
+                inventory: inventory.path.clone(),
+            })?;
+        Ok(Cluster {
+            inventory,
+            manager,
+            mode,
+            host_key_policy: HostKeyPolicy::Strict,
+        })
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        text: &str,
+        hosts: &str,
+        vars: Map<String, Value>,
+        events: UnboundedSender<Event>,
+    ) -> Result<Recap, OpsError> {
+        let plan = Plan::from_text(name, text)?;
+        let opts = Options {
+            mode: self.mode,
+            limit: Some(hosts.to_string()),
+            extra_vars: vars,
+            host_key_policy: self.host_key_policy,
+            ..Options::default()
+        };
+        Ok(engine::run(&self.inventory, &plan, &opts, events).await?)
+    }
+
+    fn on_manager(&self) -> String {
+        self.manager.0.clone()
+    }
+}
+
+/// One file of the stack, named as it is kept on the manager.
+#[derive(Debug, Clone)]
+pub struct StackFile {
+    pub name: String,
+    pub content: String,
+}
+
+pub fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Uploads the stack files to the manager, deploys them when they changed and waits until every
+/// service converged (or fails naming the service, its task errors and its last log lines).
+pub async fn rollout(
+    c: &Cluster,
+    stack: &str,
+    files: &[StackFile],
+    version: &str,
+    timeout: Duration,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let mut contents = Map::new();
+    let mut parts: Vec<&[u8]> = vec![version.as_bytes()];
+    for f in files {
+        contents.insert(f.name.clone(), json!(f.content));
+        parts.push(f.name.as_bytes());
+        parts.push(f.content.as_bytes());
+    }
+    let compose_args: Vec<String> = files
+        .iter()
+        .map(|f| format!("-c {}", shell_quote(&f.name)))
+        .collect();
+    let mut vars = Map::new();
+    vars.insert("stack".into(), json!(stack));
+    vars.insert("stack_dir".into(), json!(format!("{STACKS_DIR}/{stack}")));
+    vars.insert(
+        "stack_file_names".into(),
+        json!(files.iter().map(|f| &f.name).collect::<Vec<_>>()),
+    );
+    vars.insert("stack_contents".into(), Value::Object(contents));
+    vars.insert("compose_args".into(), json!(compose_args.join(" ")));
+    vars.insert("version".into(), json!(version));
+    vars.insert("digest".into(), json!(digest(&parts)));
+    vars.insert("converge_script".into(), json!(CONVERGE_SH));
+    vars.insert("timeout".into(), json!(timeout.as_secs()));
+    c.run("rollout.yaml", ROLLOUT, &c.on_manager(), vars, events)
+        .await
+}
+
+/// Loads Caddy's JSON config on the node that runs the stack's Caddy task.
+pub async fn routing(
+    c: &Cluster,
+    stack: &str,
+    routes: &str,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let mut vars = Map::new();
+    vars.insert("stack".into(), json!(stack));
+    vars.insert("routes".into(), json!(routes));
+    vars.insert("digest".into(), json!(digest(&[routes.as_bytes()])));
+    let recap = c
+        .run("routing.yaml", ROUTING, SWARM_NODES, vars, events)
+        .await?;
+    let loaded_somewhere = recap
+        .tasks
+        .iter()
+        .any(|t| t.task == "Caddy routes loaded" && t.status != Status::Skipped);
+    if recap.success() && !loaded_somewhere {
+        return Err(OpsError::NoCaddy {
+            service: format!("{stack}_caddy"),
+        });
+    }
+    Ok(recap)
+}
+
+/// An image saved on this machine, ready to be loaded on nodes.
+#[derive(Debug, Clone)]
+pub struct ImageArchive {
+    pub name: String,
+    pub id: String,
+    pub archive: PathBuf,
+}
+
+/// What `docker build` needs for one service.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    pub service: String,
+    pub image: String,
+    pub context: PathBuf,
+    pub dockerfile: Option<PathBuf>,
+    pub args: Vec<(String, String)>,
+}
+
+async fn docker(args: &[&str]) -> Result<String, OpsError> {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|source| OpsError::Spawn {
+            program: "docker".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        return Err(OpsError::Local {
+            command: format!("docker {}", args.first().copied().unwrap_or_default()),
+            stderr: lines[lines.len().saturating_sub(20)..].join("\n"),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Builds one service's image on this machine's Docker engine and saves it under `cache`
+/// (named by image id, so an unchanged image is not saved again). A failed build is an error
+/// carrying the build's last lines.
+pub async fn build_image(spec: &BuildSpec, cache: &Path) -> Result<ImageArchive, OpsError> {
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "--quiet".into(),
+        "-t".into(),
+        spec.image.clone(),
+    ];
+    if let Some(f) = &spec.dockerfile {
+        args.push("-f".into());
+        args.push(f.display().to_string());
+    }
+    for (k, v) in &spec.args {
+        args.push("--build-arg".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(spec.context.display().to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker(&argv).await.map_err(|e| match e {
+        OpsError::Local { stderr, .. } => OpsError::Local {
+            command: format!("docker build of service `{}`", spec.service),
+            stderr,
+        },
+        other => other,
+    })?;
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &spec.image]).await?;
+    std::fs::create_dir_all(cache).map_err(|source| OpsError::Io {
+        what: "cannot create",
+        path: cache.to_path_buf(),
+        source,
+    })?;
+    let hexid = id.trim_start_matches("sha256:");
+    let archive = cache.join(format!("{}.tar", &hexid[..hexid.len().min(16)]));
+    if !archive.exists() {
+        let partial = archive.with_extension("tar.partial");
+        docker(&["save", "-o", &partial.display().to_string(), &spec.image]).await?;
+        std::fs::rename(&partial, &archive).map_err(|source| OpsError::Io {
+            what: "cannot rename",
+            path: partial.clone(),
+            source,
+        })?;
+    }
+    Ok(ImageArchive {
+        name: spec.image.clone(),
+        id,
+        archive,
+    })
+}
+
+/// Every swarm node gets each image with the same id; nodes that have it are left alone.
+pub async fn ship_images(
+    c: &Cluster,
+    images: &[ImageArchive],
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let list: Vec<Value> = images
+        .iter()
+        .map(|i| json!({"name": i.name, "id": i.id, "archive": i.archive}))
+        .collect();
+    let mut vars = Map::new();
+    vars.insert("images".into(), json!(list));
+    c.run("images.yaml", IMAGES, SWARM_NODES, vars, events)
+        .await
+}
+
+/// Creates the versioned object `name` (base `base`) with `value` on the manager unless it
+/// exists. The value travels on the command's stdin only and is never reported.
+pub async fn create_object(
+    c: &Cluster,
+    kind: ObjectKind,
+    stack: &str,
+    base: &str,
+    name: &str,
+    value: &str,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let mut vars = Map::new();
+    vars.insert("kind".into(), json!(kind.command()));
+    vars.insert("stack".into(), json!(stack));
+    vars.insert("base".into(), json!(base));
+    vars.insert("object_name".into(), json!(name));
+    vars.insert("secret_value".into(), json!(value));
+    c.run("object.yaml", OBJECT, &c.on_manager(), vars, events)
+        .await
+}
+
+/// Removes this stack's object versions (of `base`, or all) that no service uses and `keep`
+/// does not name.
+pub async fn prune_objects(
+    c: &Cluster,
+    kind: ObjectKind,
+    stack: &str,
+    base: Option<&str>,
+    keep: &[String],
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let mut vars = Map::new();
+    vars.insert("kind".into(), json!(kind.command()));
+    vars.insert("stack".into(), json!(stack));
+    vars.insert("base".into(), json!(base.unwrap_or_default()));
+    vars.insert(
+        "keep".into(),
+        json!(keep
+            .iter()
+            .map(|k| shell_quote(k))
+            .collect::<Vec<_>>()
+            .join(" ")),
+    );
+    vars.insert("prune_script".into(), json!(PRUNE_SH));
+    c.run("prune.yaml", PRUNE, &c.on_manager(), vars, events)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_plans_load() {
+        for (name, text) in [
+            ("rollout.yaml", ROLLOUT),
+            ("routing.yaml", ROUTING),
+            ("images.yaml", IMAGES),
+            ("object.yaml", OBJECT),
+            ("prune.yaml", PRUNE),
+        ] {
+            let plan = Plan::from_text(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!plan.plays.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn digest_separates_parts() {
+        assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
+        assert_eq!(digest(&[b"x"]).len(), 64);
+    }
+}

@@ -1,0 +1,57 @@
+# Waits until every service of stack $1 has converged, for at most $2 seconds: replicated
+# services run all their replicas (healthy, when they have a healthcheck) with no update in
+# flight; jobs have completed. On failure, names the service, its task errors and the tail of
+# its logs, and exits 1. Prints one line per service when done.
+stack=$1 timeout=$2
+deadline=$(( $(date +%s) + timeout ))
+report() {
+  svc=$1 why=$2
+  echo "service \`$svc\` $why" >&2
+  docker service ps "$svc" --no-trunc --format '  task {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}' 2>&1 | head -n 5 >&2
+  echo "  last log lines:" >&2
+  docker service logs --raw --tail 15 "$svc" 2>&1 | tail -n 15 | sed 's/^/    /' >&2
+}
+while :; do
+  waiting="" done_lines=""
+  services=$(docker stack services "$stack" --format '{{.Name}}')
+  if [ -z "$services" ]; then echo "stack \`$stack\` has no services" >&2; exit 1; fi
+  for svc in $services; do
+    info=$(docker service inspect "$svc" --format '{{if .Spec.Mode.ReplicatedJob}}job{{else if .Spec.Mode.Global}}global{{else}}replicated{{end}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}')
+    mode=${info%% *} update=${info#* }
+    case "$update" in
+      rollback_started|rollback_paused|rollback_completed)
+        report "$svc" "was rolled back: its update failed"; exit 1;;
+      paused) report "$svc" "update paused: a new task failed"; exit 1;;
+      updating) waiting="$waiting $svc"; continue;;
+    esac
+    replicas=$(docker service ls --filter "id=$(docker service inspect -f '{{.ID}}' "$svc")" --format '{{.Replicas}}')
+    if [ "$mode" = job ]; then
+      # "0/1 (1/1 completed)"
+      completed=$(echo "$replicas" | sed -n 's/.*(\([0-9]*\)\/\([0-9]*\) completed).*/\1 \2/p')
+      if [ -n "$completed" ] && [ "${completed% *}" = "${completed#* }" ]; then
+        done_lines="$done_lines\njob $svc completed (exit 0)"
+        continue
+      fi
+      live=$(docker service ps "$svc" --filter desired-state=running --filter desired-state=ready -q | wc -l)
+      tasks=$(docker service ps "$svc" -q | wc -l)
+      if [ "$tasks" -gt 0 ] && [ "$live" -eq 0 ]; then
+        code=$(docker service ps "$svc" --no-trunc --format '{{.Error}}' | sed -n 's/.*non-zero exit (\([0-9]*\)).*/\1/p' | head -n 1)
+        report "$svc" "job failed (exit ${code:-unknown}) after its last attempt"; exit 1
+      fi
+      waiting="$waiting $svc"
+    else
+      running=${replicas%%/*} wanted=${replicas#*/}; wanted=${wanted%% *}
+      if [ "$running" = "$wanted" ]; then
+        done_lines="$done_lines\n$svc $replicas"
+      else
+        waiting="$waiting $svc"
+      fi
+    fi
+  done
+  if [ -z "$waiting" ]; then printf "$done_lines\n" | sed '/^$/d'; exit 0; fi
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    for svc in $waiting; do report "$svc" "has not converged after ${timeout}s"; done
+    exit 1
+  fi
+  sleep 2
+done
