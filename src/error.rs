@@ -15,6 +15,8 @@ pub enum Error {
     Certs(#[from] crate::certs::CertsError),
     #[error(transparent)]
     Sql(#[from] crate::commands::sql::SqlCommandError),
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
 }
 
 impl Error {
@@ -26,6 +28,7 @@ impl Error {
             Error::Lab(e) => e.exit_code(),
             Error::Certs(e) => e.exit_code(),
             Error::Sql(e) => e.exit_code(),
+            Error::Deploy(e) => e.exit_code(),
         }
     }
 }

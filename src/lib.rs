@@ -10,6 +10,7 @@
 pub mod certs;
 pub mod cli;
 pub mod commands;
+pub mod deploy;
 pub mod engine;
 pub mod error;
 pub mod inventory;

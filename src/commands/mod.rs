@@ -2,6 +2,7 @@
 //! its own local work) and returns an exit code.
 
 pub mod certs;
+pub mod code;
 pub mod lab;
 pub mod provision;
 pub mod sql;
@@ -16,5 +17,6 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Lab(cmd) => lab::run(cmd).await,
         Command::Certs(cmd) => certs::run(cmd),
         Command::Sql(args) => sql::run(args).await,
+        Command::Code(cmd) => code::run(cmd),
     }
 }
