@@ -37,4 +37,7 @@ pub enum Command {
     Certs(crate::commands::certs::CertsCommand),
     /// Durable queues and streams in PostgreSQL: migrate, status, queue and stream administration.
     Sql(crate::commands::sql::SqlArgs),
+    /// Write the deploy env: settings, compose override, runtime stack files, Caddy routes.
+    #[command(subcommand)]
+    Code(crate::commands::code::CodeCommand),
 }

@@ -16,7 +16,9 @@ pub enum Error {
     #[error(transparent)]
     Sql(#[from] crate::commands::sql::SqlCommandError),
     #[error(transparent)]
-    Deploy(#[from] crate::commands::deploy::DeployCommandError),
+    Deploy(#[from] crate::deploy::DeployError),
+    #[error(transparent)]
+    DeployCommand(#[from] crate::commands::deploy::DeployCommandError),
     #[error(transparent)]
     Shell(#[from] crate::commands::shell::ShellError),
 }
@@ -31,6 +33,7 @@ impl Error {
             Error::Certs(e) => e.exit_code(),
             Error::Sql(e) => e.exit_code(),
             Error::Deploy(e) => e.exit_code(),
+            Error::DeployCommand(e) => e.exit_code(),
             Error::Shell(_) => 2,
         }
     }

@@ -89,7 +89,9 @@ pub enum DeployCommandError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the value of `{name}` is not UTF-8 text; Docker objects created by minipaas are text")]
+    #[error(
+        "the value of `{name}` is not UTF-8 text; Docker objects created by minipaas are text"
+    )]
     NotText { name: String },
 }
 
@@ -188,10 +190,11 @@ async fn build(a: &EnvArgs) -> Result<i32> {
 fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
     let mut out = Vec::new();
     for (i, path) in env.stack_files().iter().enumerate() {
-        let content = std::fs::read_to_string(path).map_err(|source| DeployCommandError::Value {
-            path: path.clone(),
-            source,
-        })?;
+        let content =
+            std::fs::read_to_string(path).map_err(|source| DeployCommandError::Value {
+                path: path.clone(),
+                source,
+            })?;
         let base = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -290,25 +293,25 @@ async fn create(
     if a.check {
         return Ok(0);
     }
-    if t.env.set_object_ref(kind_of(kind), base, &name, services)? {
+    if t.env.set_object_ref(kind, base, &name, services)? {
         eprintln!(
             "{} `{name}` recorded for {}; `minipaas deploy rollout` gives it to the services",
-            kind.command(),
+            kind.noun(),
             services.join(", ")
         );
     } else {
-        eprintln!("{} `{name}` already recorded; nothing to do", kind.command());
+        eprintln!("{} `{name}` already recorded; nothing to do", kind.noun());
     }
     Ok(0)
 }
 
 async fn delete(kind: ObjectKind, base: &str, a: &EnvArgs) -> Result<i32> {
     let mut t = open(a)?;
-    if !a.check && t.env.remove_object_ref(kind_of(kind), base)? {
+    if !a.check && t.env.remove_object_ref(kind, base)? {
         eprintln!(
             "`{base}` removed from the services; versions still in use go at the next \
              `deploy rollout` and `{} prune`",
-            kind.command()
+            kind.noun()
         );
     }
     prune_with(&t, kind, Some(base)).await
@@ -320,19 +323,11 @@ async fn prune(kind: ObjectKind, base: Option<&str>, a: &EnvArgs) -> Result<i32>
 }
 
 async fn prune_with(t: &Target, kind: ObjectKind, base: Option<&str>) -> Result<i32> {
-    let keep: Vec<String> = t.env.object_refs(kind_of(kind))?.into_iter().collect();
+    let keep: Vec<String> = t.env.object_refs(kind)?.into_iter().collect();
     let stack = t.env.stack_name().to_string();
     let recap = drive(t, |tx| {
         ops::prune_objects(&t.cluster, kind, &stack, base, &keep, tx)
     })
     .await?;
     Ok(code(&recap))
-}
-
-/// The env's name for the same kind (the env module owns the files, ops the cluster).
-fn kind_of(k: ObjectKind) -> crate::deploy::env::ObjectKind {
-    match k {
-        ObjectKind::Secret => crate::deploy::env::ObjectKind::Secret,
-        ObjectKind::Config => crate::deploy::env::ObjectKind::Config,
-    }
 }

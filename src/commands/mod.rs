@@ -2,6 +2,7 @@
 //! its own local work) and returns an exit code.
 
 pub mod certs;
+pub mod code;
 pub mod deploy;
 pub mod lab;
 pub mod provision;
@@ -19,8 +20,13 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Certs(cmd) => certs::run(cmd),
         Command::Sql(args) => sql::run(args).await,
         Command::Deploy(cmd) => deploy::run(cmd).await,
-        Command::Secret(cmd) => deploy::run_objects(crate::deploy::ops::ObjectKind::Secret, cmd).await,
-        Command::Config(cmd) => deploy::run_objects(crate::deploy::ops::ObjectKind::Config, cmd).await,
+        Command::Secret(cmd) => {
+            deploy::run_objects(crate::deploy::ops::ObjectKind::Secret, cmd).await
+        }
+        Command::Config(cmd) => {
+            deploy::run_objects(crate::deploy::ops::ObjectKind::Config, cmd).await
+        }
         Command::Shell(args) => shell::run(args),
+        Command::Code(cmd) => code::run(cmd),
     }
 }

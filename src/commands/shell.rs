@@ -93,7 +93,10 @@ fn docker_env(env: &Env, inventory: Option<PathBuf>) -> Result<Vec<(String, Stri
         host.address, host.port, host.user
     );
     if let Some(k) = &host.key {
-        text.push_str(&format!("  IdentityFile {}\n  IdentitiesOnly yes\n", k.display()));
+        text.push_str(&format!(
+            "  IdentityFile {}\n  IdentitiesOnly yes\n",
+            k.display()
+        ));
     }
     let mut known = vec!["~/.ssh/known_hosts".to_string()];
     if let Some(kh) = &cluster.inventory.known_hosts {

@@ -18,6 +18,8 @@ use crate::plan::{Plan, PlanError};
 use crate::template::shell_quote;
 use crate::transport::HostKeyPolicy;
 
+pub use super::env::ObjectKind;
+
 const ROLLOUT: &str = include_str!("plans/rollout.yaml");
 const ROUTING: &str = include_str!("plans/routing.yaml");
 const IMAGES: &str = include_str!("plans/images.yaml");
@@ -59,23 +61,6 @@ pub enum OpsError {
     },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
-}
-
-/// Secrets and configs: Docker objects versioned by the digest of their value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
-    Secret,
-    Config,
-}
-
-impl ObjectKind {
-    /// The `docker` subcommand.
-    pub fn command(self) -> &'static str {
-        match self {
-            ObjectKind::Secret => "secret",
-            ObjectKind::Config => "config",
-        }
-    }
 }
 
 /// The cluster an env deploys to, as its inventory describes it.
@@ -325,7 +310,7 @@ pub async fn create_object(
     events: UnboundedSender<Event>,
 ) -> Result<Recap, OpsError> {
     let mut vars = Map::new();
-    vars.insert("kind".into(), json!(kind.command()));
+    vars.insert("kind".into(), json!(kind.noun()));
     vars.insert("stack".into(), json!(stack));
     vars.insert("base".into(), json!(base));
     vars.insert("object_name".into(), json!(name));
@@ -345,7 +330,7 @@ pub async fn prune_objects(
     events: UnboundedSender<Event>,
 ) -> Result<Recap, OpsError> {
     let mut vars = Map::new();
-    vars.insert("kind".into(), json!(kind.command()));
+    vars.insert("kind".into(), json!(kind.noun()));
     vars.insert("stack".into(), json!(stack));
     vars.insert("base".into(), json!(base.unwrap_or_default()));
     vars.insert(

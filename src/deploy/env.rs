@@ -1,0 +1,794 @@
+//! [`Env`]: one env directory loaded, with the questions `deploy` asks of it (stack files,
+//! builds, jobs, versioned secret references) and the edits `code` and `secret`/`config` make to
+//! it. Every edit writes only the files whose bytes change, atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::caddy::{Route, RouteUrl, Routes};
+use super::compose::{AppService, AppsFile, External, ObjectRef, Role, UserProject};
+use super::runtime;
+use super::settings::{Api, Settings};
+use super::{interpolate, yaml_error, DeployError};
+
+const SETTINGS_FILE: &str = "minipaas.yaml";
+const APPS_FILE: &str = "compose.apps.yaml";
+const CADDY_FILE: &str = "caddy.json";
+const RUNTIME_DIR: &str = "runtime";
+/// The variable compose.apps.yaml's built images are tagged with; `docker stack deploy` must
+/// run with it set (see [`Env::stack_env`]).
+pub const VERSION_VAR: &str = "MINIPAAS_DEPLOY_VERSION";
+
+/// A swarm secret or config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Secret,
+    Config,
+}
+
+impl ObjectKind {
+    /// Also the `docker` subcommand.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "secret",
+            ObjectKind::Config => "config",
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.noun())
+    }
+}
+
+/// One image to build for a service with `build:` in the user's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub service: String,
+    /// The tag compose.apps.yaml runs, version resolved: `minipaas/web:3`.
+    pub image: String,
+    /// Absolute.
+    pub context: PathBuf,
+    /// As given (relative to the context), when given.
+    pub dockerfile: Option<PathBuf>,
+    /// Interpolated; args with no value and no variable set are left out, as compose does.
+    pub args: BTreeMap<String, String>,
+}
+
+/// A file an edit created, rewrote or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Absolute.
+    pub path: PathBuf,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Removed,
+}
+
+impl Written {
+    /// `updated compose.apps.yaml`, the path relative to `dir` when inside it.
+    pub fn describe(&self, dir: &Path) -> String {
+        let verb = match self.change {
+            Change::Created => "created",
+            Change::Updated => "updated",
+            Change::Removed => "removed",
+        };
+        let path = self.path.strip_prefix(dir).unwrap_or(&self.path);
+        format!("{verb} {}", path.display())
+    }
+}
+
+/// What `code init` is given; `None`/empty keeps what minipaas.yaml already says.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// The user's compose files, relative to the env dir; required on the first init.
+    pub files: Vec<PathBuf>,
+    pub inventory: Option<PathBuf>,
+    pub stack: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// An env directory, loaded.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Absolute.
+    pub dir: PathBuf,
+    pub settings: Settings,
+    apps: AppsFile,
+}
+
+/// `<base>.<first 8 hex digits of sha256(value)>`: a new name per content, because swarm secrets
+/// and configs are immutable.
+pub fn versioned_name(base: &str, value: &[u8]) -> String {
+    let digest = hex::encode(Sha256::digest(value));
+    format!("{base}.{}", &digest[..8])
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), DeployError> {
+    if is_name(name) {
+        Ok(())
+    } else {
+        Err(DeployError::BadName {
+            what,
+            name: name.to_string(),
+        })
+    }
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, DeployError> {
+    std::path::absolute(dir).map_err(|source| DeployError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn load_settings(dir: &Path) -> Result<Option<Settings>, DeployError> {
+    let path = dir.join(SETTINGS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(DeployError::Read { path, source }),
+    };
+    let settings: Settings =
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(path.clone(), e))?;
+    check_name("stack name", &settings.stack)?;
+    if settings.project.files.is_empty() {
+        return Err(DeployError::BadSettings {
+            path,
+            problem: "`project.files` lists no compose file",
+        });
+    }
+    Ok(Some(settings))
+}
+
+/// Writes `content` to `path` unless it holds exactly that already: temp file, then rename.
+fn write_file(path: &Path, content: &str) -> Result<Option<Written>, DeployError> {
+    let change = match std::fs::read(path) {
+        Ok(old) if old == content.as_bytes() => return Ok(None),
+        Ok(_) => Change::Updated,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
+        Err(source) => {
+            return Err(DeployError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let werr = |source| DeployError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(werr)?;
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(werr)?;
+    Ok(Some(Written {
+        path: path.to_path_buf(),
+        change,
+    }))
+}
+
+fn remove_file(path: &Path) -> Result<Option<Written>, DeployError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(Some(Written {
+            path: path.to_path_buf(),
+            change: Change::Removed,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(DeployError::Write {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn render_settings(settings: &Settings) -> String {
+    // Plain structs and strings: serialization cannot fail.
+    let body = serde_yaml::to_string(settings).unwrap_or_default();
+    format!("# minipaas env settings; `minipaas code init` merges into this file.\n{body}")
+}
+
+/// Creates or refreshes the env in `dir`: minipaas.yaml, compose.apps.yaml, runtime/*.yaml and
+/// caddy.json. Keeps what is already recorded (routes, roles, secret and config references,
+/// version, runtime choices) and drops entries of services no project file declares any more.
+/// Never writes the user's compose files. Returns the files changed, in writing order.
+pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError> {
+    let dir = absolute(dir)?;
+    let mut settings = match load_settings(&dir)? {
+        Some(s) => s,
+        None if opts.files.is_empty() => {
+            return Err(DeployError::NoSettings { dir });
+        }
+        None => Settings::new(Vec::new()),
+    };
+    if !opts.files.is_empty() {
+        settings.project.files = opts.files.clone();
+    }
+    if let Some(inventory) = &opts.inventory {
+        settings.inventory = inventory.clone();
+    }
+    if let Some(stack) = &opts.stack {
+        check_name("stack name", stack)?;
+        settings.stack = stack.clone();
+    }
+    if let Some(domain) = &opts.domain {
+        let url = RouteUrl::parse(domain)?;
+        settings.domain = url.host;
+    }
+    let mut env = Env {
+        apps: AppsFile::load(&dir.join(APPS_FILE))?,
+        dir,
+        settings,
+    };
+    let project = env.project()?;
+    let mut apps = env.apps.clone();
+    apps.version = project.version.clone();
+    let runtime_services = runtime::services(&env.settings.runtime);
+    apps.services.retain(|name, _| {
+        project.services.contains_key(name) || runtime_services.contains(&name.as_str())
+    });
+    for (name, svc) in &project.services {
+        let entry = apps.services.entry(name.clone()).or_default();
+        if !entry.networks.iter().any(|n| n == runtime::NETWORK) {
+            entry.networks.push(runtime::NETWORK.into());
+            entry.networks.sort();
+        }
+        entry.image = svc.build.as_ref().map(|_| env.image_template(name));
+    }
+    drop_unreferenced(&mut apps);
+
+    let mut written = Vec::new();
+    written.extend(write_file(
+        &env.dir.join(SETTINGS_FILE),
+        &render_settings(&env.settings),
+    )?);
+    written.extend(env.save_apps(apps)?);
+    for file in runtime::files(&env.settings.runtime, project.version.as_deref()) {
+        let path = env.dir.join(RUNTIME_DIR).join(file.name);
+        written.extend(match file.content {
+            Some(content) => write_file(&path, &content)?,
+            None => remove_file(&path)?,
+        });
+    }
+    let routes = Routes::load(&env.caddy_json_path())?;
+    written.extend(env.save_routes(&routes)?);
+    Ok(written)
+}
+
+/// Drops top-level secrets/configs no service references.
+fn drop_unreferenced(apps: &mut AppsFile) {
+    let used = |kind: ObjectKind| -> BTreeSet<String> {
+        apps.services
+            .values()
+            .flat_map(|s| refs(s, kind).iter().map(|r| r.source.clone()))
+            .collect()
+    };
+    let (secrets, configs) = (used(ObjectKind::Secret), used(ObjectKind::Config));
+    apps.secrets.retain(|k, _| secrets.contains(k));
+    apps.configs.retain(|k, _| configs.contains(k));
+}
+
+fn refs(s: &AppService, kind: ObjectKind) -> &Vec<ObjectRef> {
+    match kind {
+        ObjectKind::Secret => &s.secrets,
+        ObjectKind::Config => &s.configs,
+    }
+}
+
+fn refs_mut(s: &mut AppService, kind: ObjectKind) -> &mut Vec<ObjectRef> {
+    match kind {
+        ObjectKind::Secret => &mut s.secrets,
+        ObjectKind::Config => &mut s.configs,
+    }
+}
+
+fn declared(apps: &mut AppsFile, kind: ObjectKind) -> &mut BTreeMap<String, External> {
+    match kind {
+        ObjectKind::Secret => &mut apps.secrets,
+        ObjectKind::Config => &mut apps.configs,
+    }
+}
+
+impl Env {
+    /// Reads `dir/minipaas.yaml` and `dir/compose.apps.yaml` (missing: empty). Errors when the
+    /// settings are missing (naming `code init`) or malformed (file and line).
+    pub fn load(dir: &Path) -> Result<Env, DeployError> {
+        let abs = absolute(dir)?;
+        let settings = load_settings(&abs)?.ok_or_else(|| DeployError::NoSettings {
+            dir: dir.to_path_buf(),
+        })?;
+        Ok(Env {
+            apps: AppsFile::load(&abs.join(APPS_FILE))?,
+            dir: abs,
+            settings,
+        })
+    }
+
+    pub fn stack_name(&self) -> &str {
+        &self.settings.stack
+    }
+
+    /// The inventory, resolved against the env dir.
+    pub fn inventory_path(&self) -> PathBuf {
+        self.dir.join(&self.settings.inventory)
+    }
+
+    /// `deploy.version`: the tag of built images.
+    pub fn version(&self) -> &str {
+        &self.settings.deploy.version
+    }
+
+    pub fn api(&self) -> &Api {
+        &self.settings.api
+    }
+
+    pub fn caddy_json_path(&self) -> PathBuf {
+        self.dir.join(CADDY_FILE)
+    }
+
+    /// Files for `docker stack deploy -c ...`, in order: the enabled runtime/*.yaml, the user's
+    /// project files, compose.apps.yaml. Absolute. Deploy with [`Env::stack_env`] set: built
+    /// images are tagged `${MINIPAAS_DEPLOY_VERSION}` in compose.apps.yaml.
+    pub fn stack_files(&self) -> Vec<PathBuf> {
+        let runtime_dir = self.dir.join(RUNTIME_DIR);
+        runtime::files(&self.settings.runtime, None)
+            .into_iter()
+            .filter(|f| f.content.is_some())
+            .map(|f| runtime_dir.join(f.name))
+            .chain(self.project_files())
+            .chain([self.dir.join(APPS_FILE)])
+            .collect()
+    }
+
+    /// The environment `docker stack deploy` (and builds) run with: MINIPAAS_DEPLOY_VERSION.
+    pub fn stack_env(&self) -> Vec<(String, String)> {
+        vec![(VERSION_VAR.to_string(), self.version().to_string())]
+    }
+
+    fn project_files(&self) -> Vec<PathBuf> {
+        self.settings
+            .project
+            .files
+            .iter()
+            .map(|f| self.dir.join(f))
+            .collect()
+    }
+
+    /// The user's files, checked against the runtime's reserved service names.
+    fn project(&self) -> Result<UserProject, DeployError> {
+        let project = UserProject::load(&self.project_files())?;
+        for name in runtime::services(&self.settings.runtime) {
+            if let Some(svc) = project.services.get(name) {
+                return Err(DeployError::ReservedService {
+                    path: svc.file.clone(),
+                    service: name.to_string(),
+                });
+            }
+        }
+        Ok(project)
+    }
+
+    /// The image a built service runs, as compose.apps.yaml writes it (version as a variable,
+    /// so a new version does not rewrite the file).
+    fn image_template(&self, service: &str) -> String {
+        self.image_repo(service) + ":${" + VERSION_VAR + "}"
+    }
+
+    fn image_repo(&self, service: &str) -> String {
+        if self.settings.runtime.registry {
+            format!("{}/{service}", runtime::REGISTRY_ADDR)
+        } else {
+            format!("minipaas/{service}")
+        }
+    }
+
+    /// Services of the user's files with `build:`, in name order, interpolated from the process
+    /// environment plus MINIPAAS_DEPLOY_VERSION. Contexts are relative to the first project
+    /// file's directory, as compose resolves them.
+    pub fn builds(&self) -> Result<Vec<Build>, DeployError> {
+        let project = self.project()?;
+        let base = self
+            .project_files()
+            .first()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| self.dir.clone());
+        let version = self.version().to_string();
+        let lookup = move |name: &str| {
+            if name == VERSION_VAR {
+                Some(version.clone())
+            } else {
+                std::env::var(name).ok()
+            }
+        };
+        let mut out = Vec::new();
+        for (name, svc) in &project.services {
+            let Some(build) = &svc.build else { continue };
+            let interp = |text: &str| {
+                interpolate(text, &lookup).map_err(|problem| DeployError::Interpolation {
+                    path: svc.file.clone(),
+                    service: name.clone(),
+                    problem,
+                    text: text.to_string(),
+                })
+            };
+            let mut args = BTreeMap::new();
+            for (k, v) in &build.args {
+                let value = match v {
+                    Some(v) => Some(interp(v)?),
+                    None => lookup(k),
+                };
+                if let Some(value) = value {
+                    args.insert(k.clone(), value);
+                }
+            }
+            out.push(Build {
+                service: name.clone(),
+                image: format!("{}:{}", self.image_repo(name), self.version()),
+                context: base.join(interp(&build.context)?),
+                dockerfile: build
+                    .dockerfile
+                    .as_deref()
+                    .map(|d| interp(d).map(PathBuf::from))
+                    .transpose()?,
+                args,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Services the user's files or compose.apps.yaml run as swarm jobs (`replicated-job`,
+    /// `global-job`; compose.apps.yaml wins), sorted.
+    pub fn jobs(&self) -> Result<Vec<String>, DeployError> {
+        let project = self.project()?;
+        Ok(project
+            .services
+            .iter()
+            .filter(|(name, svc)| {
+                self.apps.is_job(name).unwrap_or_else(|| {
+                    matches!(svc.mode.as_deref(), Some("replicated-job" | "global-job"))
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    /// Checks that every one of `services` is declared (by the user's files, or, when
+    /// `runtime_too`, is an enabled runtime service).
+    fn check_services(&self, services: &[String], runtime_too: bool) -> Result<(), DeployError> {
+        let project = self.project()?;
+        let runtime = runtime::services(&self.settings.runtime);
+        for s in services {
+            let known =
+                project.services.contains_key(s) || (runtime_too && runtime.contains(&s.as_str()));
+            if !known {
+                let mut names: Vec<&str> = project.services.keys().map(String::as_str).collect();
+                if runtime_too {
+                    names.extend(&runtime);
+                }
+                return Err(DeployError::UnknownService {
+                    service: s.clone(),
+                    known: if names.is_empty() {
+                        "none declared".into()
+                    } else {
+                        format!("known: {}", names.join(", "))
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `apps` as compose.apps.yaml when its bytes differ; keeps it as the loaded state.
+    fn save_apps(&mut self, apps: AppsFile) -> Result<Option<Written>, DeployError> {
+        let written = write_file(&self.dir.join(APPS_FILE), &apps.render())?;
+        self.apps = apps;
+        Ok(written)
+    }
+
+    fn save_routes(&self, routes: &Routes) -> Result<Option<Written>, DeployError> {
+        write_file(
+            &self.caddy_json_path(),
+            &routes.render(self.settings.runtime.http_port, self.stack_name()),
+        )
+    }
+
+    /// Records that `services` use object `name` (e.g. `app_secret.1a2b3c4d`) under target
+    /// `base` (`app_secret`): replaces any earlier version with that target in those services,
+    /// declares `name` external, drops declarations no service references any more. Services
+    /// may be the user's or enabled runtime ones (`postgres` for `postgres_password`). Returns
+    /// whether compose.apps.yaml changed.
+    pub fn set_object_ref(
+        &mut self,
+        kind: ObjectKind,
+        base: &str,
+        name: &str,
+        services: &[String],
+    ) -> Result<bool, DeployError> {
+        check_name(kind.noun(), base)?;
+        let version_ok = name
+            .strip_prefix(base)
+            .and_then(|v| v.strip_prefix('.'))
+            .is_some_and(is_name);
+        if !version_ok {
+            return Err(DeployError::BadName {
+                what: "versioned object name (want `BASE.VERSION`)",
+                name: name.to_string(),
+            });
+        }
+        self.check_services(services, true)?;
+        let mut apps = self.apps.clone();
+        for s in services {
+            let list = refs_mut(apps.services.entry(s.clone()).or_default(), kind);
+            list.retain(|r| r.target != base);
+            list.push(ObjectRef {
+                source: name.to_string(),
+                target: base.to_string(),
+            });
+            list.sort_by(|a, b| a.target.cmp(&b.target));
+        }
+        declared(&mut apps, kind).insert(name.to_string(), External { external: true });
+        drop_unreferenced(&mut apps);
+        Ok(self.save_apps(apps)?.is_some())
+    }
+
+    /// Removes every reference to `base` (all versions) from every service; returns whether
+    /// compose.apps.yaml changed.
+    pub fn remove_object_ref(&mut self, kind: ObjectKind, base: &str) -> Result<bool, DeployError> {
+        check_name(kind.noun(), base)?;
+        let mut apps = self.apps.clone();
+        for svc in apps.services.values_mut() {
+            refs_mut(svc, kind).retain(|r| r.target != base);
+        }
+        // A runtime service with nothing left is only noise.
+        apps.services.retain(|_, s| *s != AppService::default());
+        drop_unreferenced(&mut apps);
+        Ok(self.save_apps(apps)?.is_some())
+    }
+
+    /// The object names (`app_secret.1a2b3c4d`) of `kind` that services reference.
+    pub fn object_refs(&self, kind: ObjectKind) -> Result<BTreeSet<String>, DeployError> {
+        Ok(self
+            .apps
+            .services
+            .values()
+            .flat_map(|s| refs(s, kind).iter().map(|r| r.source.clone()))
+            .collect())
+    }
+
+    /// Gives each of `services` (the user's) `role`; see [`Role`]. Returns the files changed.
+    pub fn set_role(
+        &mut self,
+        services: &[String],
+        role: &Role,
+    ) -> Result<Vec<Written>, DeployError> {
+        self.check_services(services, false)?;
+        if let Role::Cron { schedule } = role {
+            check_cron(schedule)?;
+        }
+        let mut apps = self.apps.clone();
+        for s in services {
+            apps.services.entry(s.clone()).or_default().set_role(role);
+        }
+        Ok(self.save_apps(apps)?.into_iter().collect())
+    }
+
+    /// Routes `url` (`[http[s]://]HOST[/PATH]` or `/PATH`; a path alone uses `domain` when set)
+    /// to `service` on `port`, replacing a route with the same host and path, and makes the
+    /// service a [`Role::Web`]. Returns the files changed.
+    pub fn route(
+        &mut self,
+        url: &str,
+        service: &str,
+        port: u16,
+    ) -> Result<Vec<Written>, DeployError> {
+        let mut url = RouteUrl::parse(url)?;
+        if url.host.is_none() {
+            url.host = self.settings.domain.clone();
+        }
+        check_name("service name", service)?;
+        let mut written = self.set_role(&[service.to_string()], &Role::Web { port })?;
+        let mut routes = Routes::load(&self.caddy_json_path())?;
+        routes.set(
+            Route {
+                host: url.host,
+                path: url.path,
+                dial: format!("{}_{service}:{port}", self.stack_name()),
+            },
+            url.plain_http,
+        );
+        written.extend(self.save_routes(&routes)?);
+        Ok(written)
+    }
+}
+
+/// swarm-cronjob takes robfig/cron schedules: 5 fields, 6 with seconds, or `@every 1h`,
+/// `@daily` and friends.
+fn check_cron(expr: &str) -> Result<(), DeployError> {
+    let fields = expr.split_whitespace().count();
+    let ok = if let Some(descriptor) = expr.trim_start().strip_prefix('@') {
+        descriptor.starts_with(|c: char| c.is_ascii_alphabetic()) && (1..=2).contains(&fields)
+    } else {
+        (5..=6).contains(&fields)
+            && expr.split_whitespace().all(|f| {
+                f.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ",-*/?".contains(c))
+            })
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DeployError::BadCron {
+            expr: expr.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An env with services `web` (built) and `worker` in `compose.yaml`.
+    fn env() -> (tempfile::TempDir, Env) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            "services:\n  web:\n    build:\n      context: ./web\n      args:\n        V: ${MINIPAAS_DEPLOY_VERSION}\n        \
+             D: ${MINIPAAS_TEST_UNSET_VAR:-dflt}\n  worker:\n    image: busybox\n    deploy:\n      mode: replicated-job\n",
+        )
+        .unwrap();
+        init(
+            dir.path(),
+            &InitOptions {
+                files: vec!["compose.yaml".into()],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let env = Env::load(dir.path()).unwrap();
+        (dir, env)
+    }
+
+    fn apps_text(env: &Env) -> String {
+        std::fs::read_to_string(env.dir.join(APPS_FILE)).unwrap()
+    }
+
+    #[test]
+    fn versioned_names() {
+        assert_eq!(versioned_name("app_secret", b""), "app_secret.e3b0c442");
+        assert_eq!(versioned_name("x", b"abc"), "x.ba7816bf");
+        assert_ne!(versioned_name("x", b"a"), versioned_name("x", b"b"));
+    }
+
+    #[test]
+    fn set_object_ref_replaces_the_old_version() {
+        let (_dir, mut env) = env();
+        let svc = vec!["web".to_string()];
+        assert!(env
+            .set_object_ref(
+                ObjectKind::Secret,
+                "app_secret",
+                "app_secret.11111111",
+                &svc
+            )
+            .unwrap());
+        assert!(!env
+            .set_object_ref(
+                ObjectKind::Secret,
+                "app_secret",
+                "app_secret.11111111",
+                &svc
+            )
+            .unwrap());
+        assert!(env
+            .set_object_ref(
+                ObjectKind::Secret,
+                "app_secret",
+                "app_secret.22222222",
+                &svc
+            )
+            .unwrap());
+        let refs = env.object_refs(ObjectKind::Secret).unwrap();
+        assert_eq!(refs, BTreeSet::from(["app_secret.22222222".to_string()]));
+        assert!(env.object_refs(ObjectKind::Config).unwrap().is_empty());
+        let text = apps_text(&env);
+        assert!(!text.contains("11111111"), "{text}");
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(yaml["secrets"]["app_secret.22222222"]["external"], true);
+        assert_eq!(
+            yaml["services"]["web"]["secrets"][0]["target"],
+            "app_secret"
+        );
+        // The runtime's postgres takes a secret the same way; unknown services are refused.
+        assert!(env
+            .set_object_ref(
+                ObjectKind::Secret,
+                "postgres_password",
+                "postgres_password.33333333",
+                &["postgres".to_string()]
+            )
+            .unwrap());
+        let err = env
+            .set_object_ref(ObjectKind::Config, "c", "c.1", &["nope".to_string()])
+            .unwrap_err();
+        assert!(err.to_string().contains("`nope`"), "{err}");
+        assert!(env
+            .set_object_ref(ObjectKind::Secret, "bad.base", "bad.base.1", &svc)
+            .is_err());
+        // Removing drops every version and the top-level declaration.
+        assert!(env
+            .remove_object_ref(ObjectKind::Secret, "app_secret")
+            .unwrap());
+        assert!(!env
+            .remove_object_ref(ObjectKind::Secret, "app_secret")
+            .unwrap());
+        let text = apps_text(&env);
+        assert!(!text.contains("app_secret"), "{text}");
+        let reloaded = Env::load(&env.dir).unwrap();
+        assert_eq!(
+            reloaded.object_refs(ObjectKind::Secret).unwrap(),
+            BTreeSet::from(["postgres_password.33333333".to_string()])
+        );
+    }
+
+    #[test]
+    fn builds_jobs_and_stack_files() {
+        let (dir, env) = env();
+        let builds = env.builds().unwrap();
+        assert_eq!(builds.len(), 1);
+        let b = &builds[0];
+        assert_eq!(b.image, "minipaas/web:1");
+        assert_eq!(b.context, env.dir.join("./web"));
+        assert_eq!(b.args["V"], "1");
+        assert_eq!(b.args["D"], "dflt");
+        assert_eq!(env.jobs().unwrap(), vec!["worker".to_string()]);
+        let names: Vec<String> = env
+            .stack_files()
+            .iter()
+            .map(|p| {
+                p.strip_prefix(dir.path().canonicalize().unwrap())
+                    .unwrap_or(p)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "runtime/common.yaml",
+                "runtime/caddy.yaml",
+                "runtime/postgres.yaml",
+                "compose.yaml",
+                "compose.apps.yaml"
+            ]
+        );
+        assert!(apps_text(&env).contains("image: minipaas/web:${MINIPAAS_DEPLOY_VERSION}"));
+    }
+
+    #[test]
+    fn cron_schedules() {
+        for ok in ["*/5 * * * *", "0 30 2 * * *", "@daily", "@every 1h"] {
+            assert!(check_cron(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "* * *", "* * * * * * *", "0 0 * * 1;x", "@"] {
+            assert!(check_cron(bad).is_err(), "{bad}");
+        }
+    }
+}
