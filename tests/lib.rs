@@ -1,10 +1,12 @@
 //! Integration tests, one binary, one module per feature. Tests whose names start with `lab_`
 //! need a Docker engine and run against real lab nodes (see `common` for the shared lab);
-//! those starting with `sql_` need PostgreSQL (see `pg`).
+//! those starting with `sql_` need PostgreSQL (see `pg`). `lab_images_*` build and run images
+//! on the local engine without lab nodes.
 
 mod certs;
 mod common;
 mod golden;
+mod images;
 mod lab;
 mod pg;
 mod provision;

@@ -30,6 +30,14 @@ pub enum LabCommand {
         #[arg(long)]
         ssh_port: Option<u16>,
     },
+    /// Build the application base image `minipaas-base:RELEASE` (Debian minbase with
+    /// ca-certificates) from debootstrap, for `docker build --build-arg BASE=...` where no
+    /// registry answers. Does nothing when the image exists.
+    BaseImage {
+        /// Debian release of the image.
+        #[arg(long, value_enum, default_value_t = Release::Trixie)]
+        release: Release,
+    },
     /// Remove a lab's nodes, volumes, network, key and inventory.
     Down {
         #[arg(long, default_value = "lab")]
@@ -91,6 +99,15 @@ pub async fn run(cmd: LabCommand) -> Result<i32, crate::Error> {
             }
             println!("inventory: {}", report.paths.inventory.display());
             println!("shell:     minipaas lab ssh node1 --name {}", opts.name);
+            Ok(0)
+        }
+        LabCommand::BaseImage { release } => {
+            let tag = lab::image::base_tag(release);
+            if lab::image::ensure_base(release, &|line| eprintln!("lab: {line}")).await? {
+                println!("changed: built image `{tag}`");
+            } else {
+                println!("image `{tag}` exists; nothing to do");
+            }
             Ok(0)
         }
         LabCommand::Down { name } => {

@@ -5,6 +5,10 @@
 //! otherwise a debootstrap root imported with `docker import`. Either base then runs
 //! [`SETUP_SCRIPT`] in a throwaway container, committed as the node image. Host keys are NOT in
 //! the image: each node makes its own at first boot.
+//!
+//! Also owns the application base image ([`ensure_base`]): a plain minbase Debian root with
+//! ca-certificates, for building Dockerfiles (`FROM ${BASE}`) where no registry answers. It is
+//! what `debian:RELEASE-slim` is elsewhere; it has no systemd and nothing of the node recipe.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -93,6 +97,90 @@ printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\n' \
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
 "#;
+
+/// Packages of the application base image on top of debootstrap's minbase: what
+/// `debian:RELEASE-slim` lacks for fetching over HTTPS.
+pub const BASE_PACKAGES: &[&str] = &["ca-certificates"];
+
+/// The apt sources a Debian container image has: the release, its updates and its security
+/// archive (debootstrap writes only the release). `{release}` is replaced.
+const DEBIAN_SOURCES: &str = "Types: deb
+URIs: http://deb.debian.org/debian
+Suites: {release} {release}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: {release}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+";
+
+/// The application base image's tag: `minipaas-base:trixie`.
+pub fn base_tag(release: Release) -> String {
+    format!("minipaas-base:{}", release.codename())
+}
+
+/// Makes sure the application base image [`base_tag`]`(release)` exists, building it with
+/// debootstrap (`--variant=minbase` plus [`BASE_PACKAGES`]) and `docker import` when it does not.
+/// Never pulls: it exists for machines where no registry answers. Returns true when it had to
+/// be built; errors with [`LabError::NoDebootstrap`] when debootstrap is missing.
+pub async fn ensure_base(release: Release, progress: &dyn Fn(&str)) -> Result<bool, LabError> {
+    docker::ping().await?;
+    let tag = base_tag(release);
+    if docker::image_exists(&tag).await? {
+        return Ok(false);
+    }
+    if !has_debootstrap().await {
+        return Err(LabError::NoDebootstrap { image: tag });
+    }
+    progress(&format!(
+        "building `{tag}` with debootstrap (under a minute)"
+    ));
+    let root = std::env::temp_dir().join(format!(
+        "minipaas-base-root-{}-{}",
+        release.codename(),
+        std::process::id()
+    ));
+    let result = async {
+        debootstrap(&root, release, BASE_PACKAGES).await?;
+        slim(&root, release)?;
+        import(&root, &tag, &[r#"CMD ["bash"]"#]).await
+    }
+    .await;
+    // The root is only scaffolding for the import; leaving it would waste a few hundred MB.
+    let _ = tokio::fs::remove_dir_all(&root).await;
+    result.map(|_| true)
+}
+
+/// Gives a debootstrap root the apt sources of a Debian container image and drops what an image
+/// does not need: downloaded packages and package lists (a Dockerfile runs `apt-get update`).
+fn slim(root: &Path, release: Release) -> Result<(), LabError> {
+    let file_err = |path: std::path::PathBuf| move |source| LabError::File { path, source };
+    let list = root.join("etc/apt/sources.list");
+    if list.exists() {
+        std::fs::remove_file(&list).map_err(file_err(list.clone()))?;
+    }
+    let sources = root.join("etc/apt/sources.list.d/debian.sources");
+    std::fs::write(
+        &sources,
+        DEBIAN_SOURCES.replace("{release}", release.codename()),
+    )
+    .map_err(file_err(sources.clone()))?;
+    for dir in ["var/lib/apt/lists", "var/cache/apt/archives"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(file_err(path.clone()))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The image tag used when the user names none: `minipaas-node:trixie`.
 pub fn default_tag(release: Release) -> String {
@@ -193,7 +281,11 @@ async fn base_image(
         release.codename(),
         std::process::id()
     ));
-    let result = debootstrap_import(&root, release, &imported).await;
+    let result = async {
+        debootstrap(&root, release, PACKAGES).await?;
+        import(&root, &imported, &[]).await
+    }
+    .await;
     // The root is only scaffolding for the import; leaving it would waste a few hundred MB.
     let _ = tokio::fs::remove_dir_all(&root).await;
     result
@@ -211,8 +303,9 @@ async fn has_debootstrap() -> bool {
         .unwrap_or(false)
 }
 
-async fn debootstrap_import(root: &Path, release: Release, tag: &str) -> Result<String, LabError> {
-    let include = format!("--include={}", PACKAGES.join(","));
+/// `debootstrap --variant=minbase --include=PACKAGES RELEASE ROOT` from deb.debian.org.
+async fn debootstrap(root: &Path, release: Release, packages: &[&str]) -> Result<(), LabError> {
+    let include = format!("--include={}", packages.join(","));
     let out = Command::new("debootstrap")
         .args(["--variant=minbase", &include, release.codename()])
         .arg(root)
@@ -240,11 +333,11 @@ async fn debootstrap_import(root: &Path, release: Release, tag: &str) -> Result<
             ),
         });
     }
-    import(root, tag).await
+    Ok(())
 }
 
-/// `tar -C ROOT -c . | docker import - TAG`, returning the tag.
-async fn import(root: &Path, tag: &str) -> Result<String, LabError> {
+/// `tar -C ROOT -c . | docker import [--change C]... - TAG`, returning the tag.
+async fn import(root: &Path, tag: &str, changes: &[&str]) -> Result<String, LabError> {
     let spawn_err = |program: &str| {
         let program = program.to_string();
         move |source| LabError::Spawn { program, source }
@@ -266,8 +359,13 @@ async fn import(root: &Path, tag: &str) -> Result<String, LabError> {
         });
     };
     let tar_stdio: Stdio = tar_out.try_into().map_err(spawn_err("tar"))?;
-    let imported = Command::new("docker")
-        .args(["import", "-", tag])
+    let mut import = Command::new("docker");
+    import.arg("import");
+    for change in changes {
+        import.args(["--change", change]);
+    }
+    let imported = import
+        .args(["-", tag])
         .stdin(tar_stdio)
         .kill_on_drop(true)
         .output()
@@ -297,6 +395,16 @@ mod tests {
     fn default_tags_name_the_release() {
         assert_eq!(default_tag(Release::Trixie), "minipaas-node:trixie");
         assert_eq!(default_tag(Release::Bookworm), "minipaas-node:bookworm");
+        assert_eq!(base_tag(Release::Trixie), "minipaas-base:trixie");
+        assert_eq!(base_tag(Release::Bookworm), "minipaas-base:bookworm");
+    }
+
+    #[test]
+    fn base_sources_name_the_release_and_its_security_archive() {
+        let sources = DEBIAN_SOURCES.replace("{release}", "trixie");
+        assert!(sources.contains("Suites: trixie trixie-updates\n"));
+        assert!(sources.contains("Suites: trixie-security\n"));
+        assert!(!sources.contains("{release}"));
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub enum LabError {
         release: String,
         registry: String,
     },
+    #[error("cannot build base image `{image}`: `debootstrap` is not installed; install it with `apt-get install debootstrap` (where a registry answers, use `debian:RELEASE-slim` instead)")]
+    NoDebootstrap { image: String },
     #[error("debootstrap of Debian `{release}` failed:\n{output}")]
     Debootstrap { release: String, output: String },
     #[error("configuring node image `{image}` failed:\n{output}")]
