@@ -164,9 +164,13 @@ pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
 
 async fn build(a: &EnvArgs) -> Result<i32> {
     let t = open(a)?;
-    let mut images = Vec::new();
+    let mut images: Vec<ops::ImageArchive> = Vec::new();
     let cache = t.env.dir.join(".minipaas").join("images");
     for b in t.env.builds()? {
+        // Services sharing an image (one `build:`, several commands) build it once.
+        if images.iter().any(|i| i.name == b.image) {
+            continue;
+        }
         eprintln!("building `{}` for service `{}`", b.image, b.service);
         let spec = ops::BuildSpec {
             service: b.service.clone(),
@@ -177,8 +181,21 @@ async fn build(a: &EnvArgs) -> Result<i32> {
         };
         images.push(ops::build_image(&spec, &cache).await?);
     }
+    // The runtime's images go along when this machine has them: clusters without a registry
+    // cannot pull them. Elsewhere nodes pull them as usual.
+    let rt = &t.env.settings.runtime;
+    for (on, image) in [
+        (rt.caddy, &rt.caddy_image),
+        (rt.postgres, &rt.postgres_image),
+    ] {
+        if on {
+            if let Some(a) = ops::save_image(image, &cache).await? {
+                images.push(a);
+            }
+        }
+    }
     if images.is_empty() {
-        eprintln!("no service has `build:`; nothing to do");
+        eprintln!("no service has `build:` and no runtime image is here; nothing to do");
         return Ok(0);
     }
     let recap = drive(&t, |tx| ops::ship_images(&t.cluster, &images, tx)).await?;

@@ -258,28 +258,54 @@ pub async fn build_image(spec: &BuildSpec, cache: &Path) -> Result<ImageArchive,
         },
         other => other,
     })?;
-    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &spec.image]).await?;
+    save_image(&spec.image, cache)
+        .await?
+        .ok_or_else(|| OpsError::Local {
+            command: format!("docker image inspect {}", spec.image),
+            stderr: "the image just built is gone".into(),
+        })
+}
+
+/// Saves a local image under `cache` (named by image id, so an unchanged image is not saved
+/// again); `None` when this machine's engine does not have it.
+pub async fn save_image(image: &str, cache: &Path) -> Result<Option<ImageArchive>, OpsError> {
+    let id = match docker(&["image", "inspect", "--format", "{{.Id}}", image]).await {
+        Ok(id) => id,
+        Err(OpsError::Local { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     std::fs::create_dir_all(cache).map_err(|source| OpsError::Io {
         what: "cannot create",
         path: cache.to_path_buf(),
         source,
     })?;
+    // One archive per name and id: an archive loads the tags it was saved with.
     let hexid = id.trim_start_matches("sha256:");
-    let archive = cache.join(format!("{}.tar", &hexid[..hexid.len().min(16)]));
+    let safe: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let archive = cache.join(format!("{safe}-{}.tar", &hexid[..hexid.len().min(16)]));
     if !archive.exists() {
         let partial = archive.with_extension("tar.partial");
-        docker(&["save", "-o", &partial.display().to_string(), &spec.image]).await?;
+        docker(&["save", "-o", &partial.display().to_string(), image]).await?;
         std::fs::rename(&partial, &archive).map_err(|source| OpsError::Io {
             what: "cannot rename",
             path: partial.clone(),
             source,
         })?;
     }
-    Ok(ImageArchive {
-        name: spec.image.clone(),
+    Ok(Some(ImageArchive {
+        name: image.to_string(),
         id,
         archive,
-    })
+    }))
 }
 
 /// Every swarm node gets each image with the same id; nodes that have it are left alone.
