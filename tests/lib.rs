@@ -3,6 +3,7 @@
 //! those starting with `sql_` need PostgreSQL (see `pg`).
 
 mod certs;
+mod code;
 mod common;
 mod golden;
 mod lab;

@@ -461,9 +461,8 @@ impl Env {
             .services
             .iter()
             .filter(|(name, svc)| {
-                self.apps.is_job(name).unwrap_or_else(|| {
-                    matches!(svc.mode.as_deref(), Some("replicated-job" | "global-job"))
-                })
+                let own = matches!(svc.mode.as_deref(), Some("replicated-job" | "global-job"));
+                self.apps.is_job(name).unwrap_or(own)
             })
             .map(|(name, _)| name.clone())
             .collect())
