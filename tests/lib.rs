@@ -4,6 +4,7 @@
 //! on the local engine without lab nodes.
 
 mod certs;
+mod code;
 mod common;
 mod golden;
 mod images;

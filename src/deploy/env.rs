@@ -212,7 +212,9 @@ fn render_settings(settings: &Settings) -> String {
 /// Never writes the user's compose files. Returns the files changed, in writing order.
 pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError> {
     let dir = absolute(dir)?;
-    let mut settings = match load_settings(&dir)? {
+    let loaded = load_settings(&dir)?;
+    let old_stack = loaded.as_ref().map(|s| s.stack.clone());
+    let mut settings = match loaded {
         Some(s) => s,
         None if opts.files.is_empty() => {
             return Err(DeployError::NoSettings { dir });
@@ -268,7 +270,16 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError>
             None => remove_file(&path)?,
         });
     }
-    let routes = Routes::load(&env.caddy_json_path())?;
+    let mut routes = Routes::load(&env.caddy_json_path())?;
+    if let Some(old) = old_stack.filter(|old| *old != env.settings.stack) {
+        // Routes dial `<stack>_<service>`: follow a renamed stack.
+        let prefix = format!("{old}_");
+        for r in &mut routes.routes {
+            if let Some(rest) = r.dial.strip_prefix(&prefix) {
+                r.dial = format!("{}_{rest}", env.settings.stack);
+            }
+        }
+    }
     written.extend(env.save_routes(&routes)?);
     Ok(written)
 }
@@ -462,9 +473,8 @@ impl Env {
             .services
             .iter()
             .filter(|(name, svc)| {
-                self.apps.is_job(name).unwrap_or_else(|| {
-                    matches!(svc.mode.as_deref(), Some("replicated-job" | "global-job"))
-                })
+                let own = matches!(svc.mode.as_deref(), Some("replicated-job" | "global-job"));
+                self.apps.is_job(name).unwrap_or(own)
             })
             .map(|(name, _)| name.clone())
             .collect())
@@ -780,6 +790,32 @@ mod tests {
             ]
         );
         assert!(apps_text(&env).contains("image: minipaas/web:${MINIPAAS_DEPLOY_VERSION}"));
+        // With the runtime's registry, images are pulled from it on every node.
+        let mut env = env;
+        env.settings.runtime.registry = true;
+        assert_eq!(env.builds().unwrap()[0].image, "127.0.0.1:5000/web:1");
+        assert!(env.stack_files()[3].ends_with("runtime/registry.yaml"));
+    }
+
+    #[test]
+    fn init_keeps_routes_and_follows_a_renamed_stack() {
+        let (dir, mut env) = env();
+        env.route("/api", "web", 8000).unwrap();
+        let opts = InitOptions {
+            stack: Some("shop".into()),
+            domain: Some("example.com".into()),
+            ..InitOptions::default()
+        };
+        init(dir.path(), &opts).unwrap();
+        let mut env = Env::load(dir.path()).unwrap();
+        let text = std::fs::read_to_string(env.caddy_json_path()).unwrap();
+        assert!(text.contains("\"shop_web:8000\""), "{text}");
+        assert!(!text.contains("minipaas_web"), "{text}");
+        // A path-only route now goes to the domain.
+        env.route("/", "web", 8000).unwrap();
+        let routes = Routes::load(&env.caddy_json_path()).unwrap();
+        assert_eq!(routes.routes[1].host.as_deref(), Some("example.com"));
+        assert!(init(dir.path(), &opts).unwrap().is_empty());
     }
 
     #[test]
