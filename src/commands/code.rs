@@ -59,6 +59,10 @@ pub struct InitArgs {
     /// The host path-only routes are served on.
     #[arg(short = 'd', long, value_name = "DOMAIN")]
     domain: Option<String>,
+    /// How services are reached on the overlay network [first default: vip]; `dnsrr` where
+    /// the kernel has no IPVS (minipaas lab nodes).
+    #[arg(long, value_enum)]
+    endpoint_mode: Option<crate::deploy::settings::EndpointMode>,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +128,7 @@ pub fn run(cmd: CodeCommand) -> Result<i32, crate::Error> {
                 inventory: a.inventory,
                 stack: a.stack,
                 domain: a.domain,
+                endpoint_mode: a.endpoint_mode,
             };
             let written = deploy::init(&a.env.dir, &opts)?;
             (a.env.dir, written)

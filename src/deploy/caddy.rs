@@ -184,7 +184,7 @@ impl Routes {
     }
 
     /// The whole caddy.json, pretty-printed with a final newline.
-    pub fn render(&self, http_port: u16, stack: &str) -> String {
+    pub fn render(&self, http_port: u16) -> String {
         let routes = self
             .routes
             .iter()
@@ -215,16 +215,10 @@ impl Routes {
         let port = 2019;
         let config = Config {
             admin: Admin {
-                listen: format!(":{port}"),
-                // Caddy checks the Host header of admin requests against these; the defaults for
-                // a non-loopback listener exclude localhost, which `docker exec` uses.
-                origins: vec![
-                    format!("localhost:{port}"),
-                    format!("127.0.0.1:{port}"),
-                    format!("[::1]:{port}"),
-                    format!("caddy:{port}"),
-                    format!("{stack}_caddy:{port}"),
-                ],
+                // Loopback only: minipaas reaches it through `docker exec`; on the network, any
+                // container could rewrite the routes.
+                listen: format!("localhost:{port}"),
+                origins: vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")],
             },
             apps: Apps {
                 http: HttpApp {
@@ -401,11 +395,11 @@ mod tests {
         assert_eq!(routes.plain_http_hosts, vec!["a.com".to_string()]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("caddy.json");
-        let text = routes.render(8000, "s");
+        let text = routes.render(8000);
         std::fs::write(&path, &text).unwrap();
         let back = Routes::load(&path).unwrap();
         assert_eq!(back, routes);
-        assert_eq!(back.render(8000, "s"), text);
+        assert_eq!(back.render(8000), text);
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let server = &json["apps"]["http"]["servers"]["minipaas"];
         assert_eq!(server["listen"][0], ":8000");

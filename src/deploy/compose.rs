@@ -16,8 +16,13 @@ pub(crate) struct UserService {
     /// The file that declared it last.
     pub file: PathBuf,
     pub build: Option<BuildSpec>,
+    /// `image:`, which names what `build:` makes (services sharing it share one build).
+    pub image: Option<String>,
     /// `deploy.mode`, when set.
     pub mode: Option<String>,
+    /// The user's own healthcheck wins over the one a route adds: `docker stack deploy` would
+    /// concatenate the two `test` lists into one broken command.
+    pub has_healthcheck: bool,
 }
 
 /// A service's `build:`, not yet interpolated.
@@ -86,6 +91,12 @@ impl UserProject {
                             "a context path or a mapping with `context`, `dockerfile`, `args`",
                         )
                     })?);
+                }
+                if body.get("healthcheck").is_some() {
+                    entry.has_healthcheck = true;
+                }
+                if let Some(image) = body.get("image") {
+                    entry.image = Some(scalar(image).ok_or_else(|| bad("image", "a string"))?);
                 }
                 if let Some(mode) = body.get("deploy").and_then(|d| d.get("mode")) {
                     let Value::String(mode) = mode else {
@@ -280,6 +291,8 @@ pub(crate) struct Deploy {
     pub update_config: Option<UpdateConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_config: Option<UpdateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::caddy::{Route, RouteUrl, Routes};
 use super::compose::{AppService, AppsFile, External, ObjectRef, Role, UserProject};
 use super::runtime;
-use super::settings::{Api, Settings};
+use super::settings::{Api, EndpointMode, Settings};
 use super::{interpolate, yaml_error, DeployError};
 
 const SETTINGS_FILE: &str = "minipaas.yaml";
@@ -95,6 +95,7 @@ pub struct InitOptions {
     pub inventory: Option<PathBuf>,
     pub stack: Option<String>,
     pub domain: Option<String>,
+    pub endpoint_mode: Option<EndpointMode>,
 }
 
 /// An env directory, loaded.
@@ -212,6 +213,12 @@ fn render_settings(settings: &Settings) -> String {
 /// Never writes the user's compose files. Returns the files changed, in writing order.
 pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError> {
     let dir = absolute(dir)?;
+    // Files are named relative to the env dir (`-c ../compose.yaml`), which the system resolves
+    // only through an existing directory.
+    std::fs::create_dir_all(&dir).map_err(|source| DeployError::Write {
+        path: dir.clone(),
+        source,
+    })?;
     let loaded = load_settings(&dir)?;
     let old_stack = loaded.as_ref().map(|s| s.stack.clone());
     let mut settings = match loaded {
@@ -230,6 +237,9 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError>
     if let Some(stack) = &opts.stack {
         check_name("stack name", stack)?;
         settings.stack = stack.clone();
+    }
+    if let Some(mode) = opts.endpoint_mode {
+        settings.runtime.endpoint_mode = mode;
     }
     if let Some(domain) = &opts.domain {
         let url = RouteUrl::parse(domain)?;
@@ -253,7 +263,10 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError>
             entry.networks.push(runtime::NETWORK.into());
             entry.networks.sort();
         }
-        entry.image = svc.build.as_ref().map(|_| env.image_template(name));
+        entry.image = svc
+            .build
+            .as_ref()
+            .map(|_| env.image_template(name, svc.image.as_deref()));
     }
     drop_unreferenced(&mut apps);
 
@@ -399,15 +412,25 @@ impl Env {
 
     /// The image a built service runs, as compose.apps.yaml writes it (version as a variable,
     /// so a new version does not rewrite the file).
-    fn image_template(&self, service: &str) -> String {
-        self.image_repo(service) + ":${" + VERSION_VAR + "}"
+    fn image_template(&self, service: &str, user_image: Option<&str>) -> String {
+        self.image_repo(service, user_image) + ":${" + VERSION_VAR + "}"
     }
 
-    fn image_repo(&self, service: &str) -> String {
+    /// The user's `image:` without its tag (as compose tags what it builds), else
+    /// `minipaas/<service>`; under the registry's address when there is one (then `<service>`).
+    fn image_repo(&self, service: &str, user_image: Option<&str>) -> String {
+        let repo = match user_image {
+            Some(image) => {
+                let tag_at = image.rfind(':').filter(|&i| !image[i..].contains('/'));
+                image[..tag_at.unwrap_or(image.len())].to_string()
+            }
+            None if self.settings.runtime.registry => service.to_string(),
+            None => format!("minipaas/{service}"),
+        };
         if self.settings.runtime.registry {
-            format!("{}/{service}", runtime::REGISTRY_ADDR)
+            format!("{}/{repo}", runtime::REGISTRY_ADDR)
         } else {
-            format!("minipaas/{service}")
+            repo
         }
     }
 
@@ -452,7 +475,11 @@ impl Env {
             }
             out.push(Build {
                 service: name.clone(),
-                image: format!("{}:{}", self.image_repo(name), self.version()),
+                image: format!(
+                    "{}:{}",
+                    self.image_repo(name, svc.image.as_deref()),
+                    self.version()
+                ),
                 context: base.join(interp(&build.context)?),
                 dockerfile: build
                     .dockerfile
@@ -507,7 +534,32 @@ impl Env {
     }
 
     /// Writes `apps` as compose.apps.yaml when its bytes differ; keeps it as the loaded state.
-    fn save_apps(&mut self, apps: AppsFile) -> Result<Option<Written>, DeployError> {
+    fn save_apps(&mut self, mut apps: AppsFile) -> Result<Option<Written>, DeployError> {
+        let dnsrr = self.settings.runtime.endpoint_mode == EndpointMode::Dnsrr;
+        let project = self.project()?;
+        for (name, svc) in apps.services.iter_mut() {
+            if project
+                .services
+                .get(name)
+                .is_some_and(|u| u.has_healthcheck)
+            {
+                svc.healthcheck = None;
+            }
+            if dnsrr {
+                svc.deploy
+                    .get_or_insert_with(Default::default)
+                    .endpoint_mode = Some("dnsrr".into());
+            } else if let Some(d) = &mut svc.deploy {
+                d.endpoint_mode = None;
+            }
+            if svc
+                .deploy
+                .as_ref()
+                .is_some_and(|d| d == &Default::default())
+            {
+                svc.deploy = None;
+            }
+        }
         let written = write_file(&self.dir.join(APPS_FILE), &apps.render())?;
         self.apps = apps;
         Ok(written)
@@ -516,7 +568,7 @@ impl Env {
     fn save_routes(&self, routes: &Routes) -> Result<Option<Written>, DeployError> {
         write_file(
             &self.caddy_json_path(),
-            &routes.render(self.settings.runtime.http_port, self.stack_name()),
+            &routes.render(self.settings.runtime.http_port),
         )
     }
 

@@ -3,7 +3,7 @@
 //! `code init` rewrites them freely; secrets reach them through compose.apps.yaml like any
 //! service's.
 
-use super::settings::RuntimeSettings;
+use super::settings::{EndpointMode, RuntimeSettings};
 
 /// Runtime service names; the user's files may not declare these while they are enabled.
 pub(crate) const CADDY: &str = "caddy";
@@ -54,11 +54,16 @@ pub(crate) fn files(rt: &RuntimeSettings, version: Option<&str>) -> Vec<RuntimeF
         header("the stack's overlay networks", version)
     );
     let port = rt.http_port;
+    let manager = if rt.endpoint_mode == EndpointMode::Dnsrr {
+        format!("      endpoint_mode: dnsrr\n{MANAGER}")
+    } else {
+        MANAGER.to_string()
+    };
     let caddy = format!(
         "{}services:\n  {CADDY}:\n    image: {}\n    command: [\"caddy\", \"run\", \"--resume\"]\n    \
          networks: [{NETWORK}, {PUBLIC_NETWORK}]\n    ports:\n      - target: {port}\n        \
          published: {port}\n        protocol: tcp\n        mode: host\n    volumes:\n      \
-         - caddy_data:/data\n      - caddy_config:/config\n    deploy:\n      replicas: 1\n{MANAGER}\
+         - caddy_data:/data\n      - caddy_config:/config\n    deploy:\n      replicas: 1\n{manager}\
          volumes:\n  caddy_data: {{}}\n  caddy_config: {{}}\n",
         header(
             "Caddy, admin API on :2019 inside the network, config from caddy.json",
@@ -69,7 +74,7 @@ pub(crate) fn files(rt: &RuntimeSettings, version: Option<&str>) -> Vec<RuntimeF
     let postgres = format!(
         "{}services:\n  {POSTGRES}:\n    image: {}\n    environment:\n      \
          POSTGRES_PASSWORD_FILE: /run/secrets/postgres_password\n    networks: [{NETWORK}]\n    \
-         volumes:\n      - postgres_data:/var/lib/postgresql/data\n    deploy:\n      replicas: 1\n{MANAGER}\
+         volumes:\n      - postgres_data:/var/lib/postgresql/data\n    deploy:\n      replicas: 1\n{manager}\
          volumes:\n  postgres_data: {{}}\n",
         header(
             "PostgreSQL; its secret `postgres_password` is referenced from compose.apps.yaml",

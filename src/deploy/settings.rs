@@ -78,6 +78,18 @@ pub struct RuntimeSettings {
     pub postgres_image: String,
     /// The port Caddy listens on and publishes on its node (host mode).
     pub http_port: u16,
+    /// How services are reached on the overlay network: `vip` (Docker's default, one virtual
+    /// address balanced by the kernel's IPVS) or `dnsrr` (the name resolves to every task;
+    /// for hosts without IPVS, such as `minipaas lab` nodes).
+    pub endpoint_mode: EndpointMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    #[default]
+    Vip,
+    Dnsrr,
 }
 
 impl Default for RuntimeSettings {
@@ -89,6 +101,7 @@ impl Default for RuntimeSettings {
             caddy_image: "caddy:2.9.1-alpine".into(),
             postgres_image: "postgres:17.4".into(),
             http_port: 8000,
+            endpoint_mode: EndpointMode::Vip,
         }
     }
 }

@@ -6,10 +6,11 @@ stack=$1 timeout=$2
 deadline=$(( $(date +%s) + timeout ))
 report() {
   svc=$1 why=$2
+  # The engine shows the tail of the output: the headline goes last.
+  echo "service \`$svc\`: last log lines:" >&2
+  docker service logs --raw --tail 8 "$svc" 2>&1 | tail -n 8 | sed 's/^/    /' >&2
+  docker service ps "$svc" --no-trunc --format '  task {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}' 2>&1 | head -n 3 >&2
   echo "service \`$svc\` $why" >&2
-  docker service ps "$svc" --no-trunc --format '  task {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}' 2>&1 | head -n 5 >&2
-  echo "  last log lines:" >&2
-  docker service logs --raw --tail 15 "$svc" 2>&1 | tail -n 15 | sed 's/^/    /' >&2
 }
 while :; do
   waiting="" done_lines=""
@@ -32,9 +33,12 @@ while :; do
         done_lines="$done_lines\njob $svc completed (exit 0)"
         continue
       fi
-      live=$(docker service ps "$svc" --filter desired-state=running --filter desired-state=ready -q | wc -l)
-      tasks=$(docker service ps "$svc" -q | wc -l)
-      if [ "$tasks" -gt 0 ] && [ "$live" -eq 0 ]; then
+      # A failed attempt is restarted after a delay, so only the restart policy says when
+      # the job has run out of attempts.
+      policy=$(docker service inspect "$svc" --format '{{with .Spec.TaskTemplate.RestartPolicy}}{{.Condition}} {{.MaxAttempts}}{{end}}')
+      condition=${policy%% *} attempts=${policy#* }
+      failed=$(docker service ps "$svc" --format '{{.CurrentState}}' | grep -c '^Failed')
+      if [ "$failed" -gt 0 ] && { [ "$condition" = none ] || { [ "${attempts:-0}" -gt 0 ] && [ "$failed" -gt "$attempts" ]; }; }; then
         code=$(docker service ps "$svc" --no-trunc --format '{{.Error}}' | sed -n 's/.*non-zero exit (\([0-9]*\)).*/\1/p' | head -n 1)
         report "$svc" "job failed (exit ${code:-unknown}) after its last attempt"; exit 1
       fi
