@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{docker, minipaas, run_ok};
 
-const BASE: &str = "minipaas-base:trixie";
-const POSTGRES_IMAGE: &str = "minipaas/postgres:17";
-const CADDY_IMAGE: &str = "minipaas/caddy:2.6";
+pub(crate) const BASE: &str = "minipaas-base:trixie";
+pub(crate) const POSTGRES_IMAGE: &str = "minipaas/postgres:17";
+pub(crate) const CADDY_IMAGE: &str = "minipaas/caddy:2.6";
 const APP_IMAGE: &str = "minipaas/example-app:test";
 
 const NETWORK: &str = "mpimg-net";
@@ -60,7 +60,7 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 /// Builds `dir` (relative to the repository) as `tag` on the local base; returns the seconds taken.
-fn build(tag: &str, dir: &str) -> f64 {
+pub(crate) fn build(tag: &str, dir: &str) -> f64 {
     let context = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let started = Instant::now();
     let context = context.to_str().unwrap();

@@ -6,6 +6,7 @@
 mod certs;
 mod code;
 mod common;
+mod deploy;
 mod golden;
 mod images;
 mod lab;

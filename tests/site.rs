@@ -39,7 +39,7 @@ fn site_plan_loads_with_every_play() {
         .all(|t| t.tags.iter().any(|x| x == "always")));
 }
 
-mod lab {
+pub(crate) mod lab {
     //! A lab of its own (`mpsite`: node1 manager, node2/node3 workers), not the shared one:
     //! these tests change firewalls and restart nodes, which the shared lab forbids. The first
     //! provisioning installs Docker, syslog-ng and friends from Debian's mirror on every node
@@ -136,6 +136,16 @@ mod lab {
             );
             Site { sha256 }
         })
+    }
+
+    /// The site lab converged by site.yaml, held for the caller alone (tests of other features,
+    /// such as deploy, run on the cluster this builds).
+    pub(crate) fn provisioned() -> (std::sync::MutexGuard<'static, ()>, Lab) {
+        let guard = serial();
+        let site = site();
+        let lab = lab();
+        converge(site, &lab, &[]);
+        (guard, lab)
     }
 
     /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;

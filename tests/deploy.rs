@@ -1,0 +1,331 @@
+//! `minipaas code`, `secret`, `deploy` and `shell` end to end: the example app (examples/app)
+//! onto the site lab's swarm (mpsite, provisioned by playbooks/site.yaml), images built here
+//! and shipped over SSH, answered through Caddy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, minipaas, Lab};
+use crate::images::{self, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
+use crate::site::lab::provisioned;
+
+const STACK: &str = "minipaas";
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
+fn mp(dir: &Path, args: &[&str]) -> String {
+    let out = minipaas()
+        .current_dir(dir)
+        .env("MINIPAAS_BASE_IMAGE", BASE)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs an engine-backed command with `--format json`; must succeed. Returns the changed tasks.
+fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json"]);
+    let out = minipaas()
+        .current_dir(dir)
+        .env("MINIPAAS_BASE_IMAGE", BASE)
+        .args(&all)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
+    let recap: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON recap ({e}): {}", text(&out)));
+    recap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "changed")
+        .map(|t| format!("{}: {}", t["host"], t["task"]))
+        .collect()
+}
+
+/// An HTTP GET through Caddy on node1's published port, with the route's host.
+fn get(lab: &Lab, path: &str) -> Option<String> {
+    let addr = format!("{}:8000", lab.node("node1").private_address);
+    let out = Command::new("curl")
+        .args(["-fsS", "-m", "5", "-H", "Host: localhost"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn sha12(value: &str) -> String {
+    sha256_hex(value)[..12].to_string()
+}
+
+/// The stack and its secrets from an earlier run gone, so this run proves a first deploy.
+fn remove_stack(lab: &Lab) {
+    lab.ssh_ok(
+        "node1",
+        &format!(
+            "docker stack rm {STACK} >/dev/null 2>&1; \
+             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={STACK})\" ] \
+               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={STACK})\" ] && break; sleep 1; done; \
+             docker secret ls -q --filter label=minipaas.stack={STACK} | xargs -r docker secret rm >/dev/null; \
+             rm -rf /var/lib/minipaas/stacks/{STACK}"
+        ),
+    );
+    // And its volumes (PostgreSQL keeps the password of its first start), and the app's image,
+    // so that shipping it is proven.
+    for n in &lab.nodes {
+        lab.ssh_ok(
+            &n.name,
+            &format!(
+                "docker volume ls -q --filter label=com.docker.stack.namespace={STACK} | xargs -r docker volume rm >/dev/null; \
+                 docker image rm -f example-app:1 >/dev/null 2>&1; true"
+            ),
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn set_runtime_images(env: &Path) {
+    let path = env.join("minipaas.yaml");
+    let mut settings: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    settings["runtime"]["caddy_image"] = CADDY_IMAGE.into();
+    settings["runtime"]["postgres_image"] = POSTGRES_IMAGE.into();
+    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
+}
+
+fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within {seconds} s");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
+    let (_guard, lab) = provisioned();
+    remove_stack(&lab);
+
+    // Images for a machine without a registry: a local Debian base and the runtime's images.
+    mp(Path::new("."), &["lab", "base-image"]);
+    images::build(POSTGRES_IMAGE, "runtime/postgres");
+    images::build(CADDY_IMAGE, "runtime/caddy");
+
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
+        &app,
+    );
+    let user_file = std::fs::read(app.join("compose.yaml")).unwrap();
+    let env: PathBuf = app.join("deploy");
+    let inventory = lab.inventory.display().to_string();
+
+    // code: each command twice, the second changes nothing.
+    mp(
+        &app,
+        &[
+            "code",
+            "init",
+            "--env",
+            "deploy",
+            "-c",
+            "../compose.yaml",
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+        ],
+    );
+    set_runtime_images(&env);
+    let code_steps: [&[&str]; 5] = [
+        &["code", "init"],
+        &["code", "route", "http://localhost/", "web:8000"],
+        &["code", "worker", "worker"],
+        &["code", "job", "migrate"],
+        &["code", "cron", "cleanup", "--cron", "*/5 * * * *"],
+    ];
+    for step in code_steps {
+        mp(&env, step);
+        let again = mp(&env, step);
+        assert!(again.contains("nothing to do"), "{step:?} again: {again}");
+    }
+    let apps = std::fs::read_to_string(env.join("compose.apps.yaml")).unwrap();
+    assert!(apps.contains("mode: replicated-job"), "{apps}");
+    assert!(
+        apps.contains("swarm.cronjob.schedule: '*/5 * * * *'"),
+        "{apps}"
+    );
+
+    // Secrets: created on the manager, referenced from compose.apps.yaml only.
+    let values = work.path().join("values");
+    std::fs::create_dir_all(&values).unwrap();
+    std::fs::write(values.join("pg"), "pg-password-1").unwrap();
+    std::fs::write(values.join("app1"), "app-secret-one").unwrap();
+    std::fs::write(values.join("app2"), "app-secret-two").unwrap();
+    let pg = values.join("pg").display().to_string();
+    let app1 = values.join("app1").display().to_string();
+    let app2 = values.join("app2").display().to_string();
+    let pg_users = ["postgres", "web", "worker", "migrate", "cleanup"];
+    let mut create_pg = vec!["secret", "create", "postgres_password", &pg, "--for"];
+    create_pg.extend(pg_users);
+    assert_eq!(mp_json(&env, &create_pg).len(), 1);
+    assert!(mp_json(&env, &create_pg).is_empty());
+    let create_app1 = ["secret", "create", "app_secret", &app1, "--for", "web"];
+    assert_eq!(mp_json(&env, &create_app1).len(), 1);
+    let out = minipaas()
+        .current_dir(&env)
+        .args(create_app1)
+        .output()
+        .unwrap();
+    assert!(
+        !text(&out).contains("app-secret-one"),
+        "the value leaked: {}",
+        text(&out)
+    );
+
+    // Build here, ship over SSH: the example's four services share one image.
+    let shipped = mp_json(&env, &["deploy", "build"]);
+    assert!(!shipped.is_empty());
+    assert!(mp_json(&env, &["deploy", "build"]).is_empty());
+
+    let rolled = mp_json(&env, &["deploy", "rollout", "--timeout", "300"]);
+    assert!(
+        rolled.iter().any(|c| c.contains("docker stack deploy")),
+        "{rolled:?}"
+    );
+    assert!(mp_json(&env, &["deploy", "rollout"]).is_empty());
+    assert!(!mp_json(&env, &["deploy", "routing"]).is_empty());
+    assert!(mp_json(&env, &["deploy", "routing"]).is_empty());
+
+    // Through Caddy's published port, the app answers; the migration ran (visits counts).
+    let hello = wait_for("the app through Caddy", 60, || get(&lab, "/"));
+    assert_eq!(hello, "hello from minipaas example (version 1)");
+    let visits: u64 = wait_for("visits", 30, || get(&lab, "/visits"))
+        .parse()
+        .unwrap();
+    assert!(visits >= 1, "{visits}");
+    let jobs = lab.ssh_ok(
+        "node1",
+        &format!("docker service ls --filter name={STACK}_migrate --format '{{{{.Replicas}}}}'"),
+    );
+    assert!(jobs.contains("(1/1 completed)"), "{jobs}");
+    assert_eq!(
+        get(&lab, "/secret-digest").unwrap(),
+        sha12("app-secret-one")
+    );
+
+    // The worker runs on a worker node, with the image shipped over SSH (same id as here).
+    let worker_node = lab.ssh_ok(
+        "node1",
+        &format!(
+            "docker service ps {STACK}_worker --filter desired-state=running --format '{{{{.Node}}}}'"
+        ),
+    );
+    assert!(
+        ["node2", "node3"].contains(&worker_node.as_str()),
+        "{worker_node}"
+    );
+    let local_id = String::from_utf8_lossy(
+        &common::docker(&["image", "inspect", "--format", "{{.Id}}", "example-app:1"]).stdout,
+    )
+    .trim()
+    .to_string();
+    assert_eq!(
+        lab.ssh_ok(
+            &worker_node,
+            "docker image inspect --format '{{.Id}}' example-app:1"
+        ),
+        local_id
+    );
+
+    // A new value: one reference, the new value in the service, the old version pruned.
+    let create_app2 = ["secret", "create", "app_secret", &app2, "--for", "web"];
+    assert_eq!(mp_json(&env, &create_app2).len(), 1);
+    let apps = std::fs::read_to_string(env.join("compose.apps.yaml")).unwrap();
+    assert_eq!(apps.matches("target: app_secret").count(), 1, "{apps}");
+    mp_json(&env, &["deploy", "rollout", "--timeout", "300"]);
+    assert_eq!(
+        get(&lab, "/secret-digest").unwrap(),
+        sha12("app-secret-two")
+    );
+    let refs = lab.ssh_ok(
+        "node1",
+        &format!(
+            "docker service inspect {STACK}_web --format '{{{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}}}{{{{.File.Name}}}} {{{{end}}}}'"
+        ),
+    );
+    assert_eq!(refs.matches("app_secret").count(), 1, "{refs}");
+    let old = format!("app_secret.{}", &sha256_hex("app-secret-one")[..8]);
+    assert!(lab
+        .ssh_ok("node1", "docker secret ls --format '{{.Name}}'")
+        .contains(&old));
+    assert_eq!(mp_json(&env, &["secret", "prune"]).len(), 1);
+    let left = lab.ssh_ok("node1", "docker secret ls --format '{{.Name}}'");
+    assert!(!left.contains(&old), "{left}");
+    assert!(left.contains("app_secret."), "{left}");
+    assert!(mp_json(&env, &["secret", "prune"]).is_empty());
+
+    // A shell whose docker talks to the manager over SSH, strictly checked.
+    let nodes = mp(
+        &env,
+        &[
+            "shell",
+            "--",
+            "docker",
+            "node",
+            "ls",
+            "--format",
+            "{{.Hostname}}",
+        ],
+    );
+    for n in ["node1", "node2", "node3"] {
+        assert!(nodes.contains(n), "{nodes}");
+    }
+
+    // The user's compose file was never touched.
+    assert_eq!(std::fs::read(app.join("compose.yaml")).unwrap(), user_file);
+}
+
+fn sha256_hex(value: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(value.as_bytes()))
+}
