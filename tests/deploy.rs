@@ -323,6 +323,93 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
 
     // The user's compose file was never touched.
     assert_eq!(std::fs::read(app.join("compose.yaml")).unwrap(), user_file);
+
+    // A job that fails: the rollout waits for its last attempt, fails and says why.
+    let job = work.path().join("job");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(
+        job.join("compose.yaml"),
+        "services:\n  fail:\n    image: example-app:1\n    command: [\"sh\", \"-c\", \"echo failing on purpose; exit 3\"]\n",
+    )
+    .unwrap();
+    mp(
+        &job,
+        &[
+            "code",
+            "init",
+            "-c",
+            "compose.yaml",
+            "--stack",
+            "mpjob",
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+        ],
+    );
+    let path = job.join("minipaas.yaml");
+    let mut settings: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    settings["runtime"]["caddy"] = false.into();
+    settings["runtime"]["postgres"] = false.into();
+    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
+    mp(&job, &["code", "init"]);
+    mp(&job, &["code", "job", "fail"]);
+    let out = minipaas()
+        .current_dir(&job)
+        .args(["deploy", "rollout", "--timeout", "180"])
+        .output()
+        .unwrap();
+    lab.ssh_ok("node1", "docker stack rm mpjob >/dev/null");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("job failed (exit 3)"), "{stderr}");
+    assert!(stderr.contains("failing on purpose"), "{stderr}");
+}
+
+#[test]
+fn lab_deploy_build_failure_names_the_service_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    mp(dir.path(), &["lab", "base-image"]);
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BASE}\nRUN echo broken-step-output && exit 7\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  bad:\n    build: .\n",
+    )
+    .unwrap();
+    // Never contacted: the build fails first.
+    std::fs::write(
+        dir.path().join("inventory.yaml"),
+        "groups:\n  managers:\n    hosts:\n      m1: {address: 127.0.0.1, port: 1}\n",
+    )
+    .unwrap();
+    mp(
+        dir.path(),
+        &[
+            "code",
+            "init",
+            "-c",
+            "compose.yaml",
+            "--inventory",
+            "inventory.yaml",
+        ],
+    );
+    let out = minipaas()
+        .current_dir(dir.path())
+        .args(["deploy", "build"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the image build of service `bad` failed"), "{stderr}");
+    assert!(
+        stderr.contains("exit code: 7") || stderr.contains("broken-step-output"),
+        "{stderr}"
+    );
 }
 
 fn sha256_hex(value: &str) -> String {

@@ -44,7 +44,7 @@ pub enum OpsError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
-    #[error("`{command}` failed: {stderr}")]
+    #[error("{command} failed:\n{stderr}")]
     Local { command: String, stderr: String },
     #[error("cannot run `{program}` on this machine (is it installed?)")]
     Spawn {
@@ -224,7 +224,7 @@ async fn docker(args: &[&str]) -> Result<String, OpsError> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         return Err(OpsError::Local {
-            command: format!("docker {}", args.first().copied().unwrap_or_default()),
+            command: format!("`docker {}`", args.first().copied().unwrap_or_default()),
             stderr: lines[lines.len().saturating_sub(20)..].join("\n"),
         });
     }
@@ -253,7 +253,7 @@ pub async fn build_image(spec: &BuildSpec, cache: &Path) -> Result<ImageArchive,
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     docker(&argv).await.map_err(|e| match e {
         OpsError::Local { stderr, .. } => OpsError::Local {
-            command: format!("docker build of service `{}`", spec.service),
+            command: format!("the image build of service `{}`", spec.service),
             stderr,
         },
         other => other,
@@ -261,7 +261,7 @@ pub async fn build_image(spec: &BuildSpec, cache: &Path) -> Result<ImageArchive,
     save_image(&spec.image, cache)
         .await?
         .ok_or_else(|| OpsError::Local {
-            command: format!("docker image inspect {}", spec.image),
+            command: format!("`docker image inspect {}`", spec.image),
             stderr: "the image just built is gone".into(),
         })
 }
