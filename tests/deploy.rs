@@ -119,15 +119,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn set_runtime_images(env: &Path) {
-    let path = env.join("minipaas.yaml");
-    let mut settings: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    settings["runtime"]["caddy_image"] = CADDY_IMAGE.into();
-    settings["runtime"]["postgres_image"] = POSTGRES_IMAGE.into();
-    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
-}
-
 fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
@@ -175,7 +166,6 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
             "dnsrr",
         ],
     );
-    set_runtime_images(&env);
     let code_steps: [&[&str]; 5] = [
         &["code", "init"],
         &["code", "route", "http://localhost/", "web:8000"],
@@ -405,7 +395,10 @@ fn lab_deploy_build_failure_names_the_service_and_exits_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("the image build of service `bad` failed"), "{stderr}");
+    assert!(
+        stderr.contains("the image build of service `bad` failed"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("exit code: 7") || stderr.contains("broken-step-output"),
         "{stderr}"

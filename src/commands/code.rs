@@ -63,6 +63,12 @@ pub struct InitArgs {
     /// the kernel has no IPVS (minipaas lab nodes).
     #[arg(long, value_enum)]
     endpoint_mode: Option<crate::deploy::settings::EndpointMode>,
+    /// The Caddy image the runtime runs [first default: caddy:2.9.1-alpine].
+    #[arg(long, value_name = "IMAGE")]
+    caddy_image: Option<String>,
+    /// The PostgreSQL image the runtime runs [first default: postgres:17.4].
+    #[arg(long, value_name = "IMAGE")]
+    postgres_image: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +135,8 @@ pub fn run(cmd: CodeCommand) -> Result<i32, crate::Error> {
                 stack: a.stack,
                 domain: a.domain,
                 endpoint_mode: a.endpoint_mode,
+                caddy_image: a.caddy_image,
+                postgres_image: a.postgres_image,
             };
             let written = deploy::init(&a.env.dir, &opts)?;
             (a.env.dir, written)

@@ -37,8 +37,8 @@ pub struct EnvArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DeployCommand {
-    /// Build the images of services with `build:` here, then load them on every node that lacks
-    /// them (no registry) or push them (registry).
+    /// Build the images of services with `build:` here, then load them on every swarm node
+    /// whose copy differs (`docker save` over SSH; runtime images found here go along).
     Build(EnvArgs),
     /// Upload the stack files to the main manager, `docker stack deploy` them and wait until
     /// every service has converged and every job completed.

@@ -96,6 +96,8 @@ pub struct InitOptions {
     pub stack: Option<String>,
     pub domain: Option<String>,
     pub endpoint_mode: Option<EndpointMode>,
+    pub caddy_image: Option<String>,
+    pub postgres_image: Option<String>,
 }
 
 /// An env directory, loaded.
@@ -240,6 +242,12 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError>
     }
     if let Some(mode) = opts.endpoint_mode {
         settings.runtime.endpoint_mode = mode;
+    }
+    if let Some(image) = &opts.caddy_image {
+        settings.runtime.caddy_image = image.clone();
+    }
+    if let Some(image) = &opts.postgres_image {
+        settings.runtime.postgres_image = image.clone();
     }
     if let Some(domain) = &opts.domain {
         let url = RouteUrl::parse(domain)?;

@@ -176,7 +176,17 @@ pub async fn routing(
     let mut vars = Map::new();
     vars.insert("stack".into(), json!(stack));
     vars.insert("routes".into(), json!(routes));
-    vars.insert("digest".into(), json!(digest(&[routes.as_bytes()])));
+    let sum = digest(&[routes.as_bytes()]);
+    // curl in Debian-based Caddy images, busybox wget in the official Alpine one.
+    let load = format!(
+        "set -e; f=/tmp/minipaas-routes.json; cat > $f; \
+         if command -v curl >/dev/null; then \
+           curl -fsS -X POST -H 'Content-Type: application/json' --data-binary @$f http://localhost:2019/load; \
+         else wget -q -O /dev/null --header 'Content-Type: application/json' --post-file=$f http://localhost:2019/load; fi; \
+         echo {sum} > /config/minipaas-routes.sha256"
+    );
+    vars.insert("load_script".into(), json!(load));
+    vars.insert("digest".into(), json!(sum));
     let recap = c
         .run("routing.yaml", ROUTING, SWARM_NODES, vars, events)
         .await?;
