@@ -164,6 +164,10 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
             &inventory,
             "--endpoint-mode",
             "dnsrr",
+            "--caddy-image",
+            CADDY_IMAGE,
+            "--postgres-image",
+            POSTGRES_IMAGE,
         ],
     );
     let code_steps: [&[&str]; 5] = [
