@@ -229,11 +229,13 @@ async fn rollout(a: &EnvArgs, timeout: u64) -> Result<i32> {
     let files = stack_files(&t.env)?;
     let stack = t.env.stack_name().to_string();
     let version = t.env.version().to_string();
+    let jobs = t.env.jobs()?;
     let recap = drive(&t, |tx| {
         ops::rollout(
             &t.cluster,
             &stack,
             &files,
+            &jobs,
             &version,
             Duration::from_secs(timeout),
             tx,

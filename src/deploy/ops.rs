@@ -134,6 +134,7 @@ pub async fn rollout(
     c: &Cluster,
     stack: &str,
     files: &[StackFile],
+    jobs: &[String],
     version: &str,
     timeout: Duration,
     events: UnboundedSender<Event>,
@@ -159,6 +160,7 @@ pub async fn rollout(
     vars.insert("stack_contents".into(), Value::Object(contents));
     vars.insert("compose_args".into(), json!(compose_args.join(" ")));
     vars.insert("version".into(), json!(version));
+    vars.insert("jobs".into(), json!(jobs));
     vars.insert("digest".into(), json!(digest(&parts)));
     vars.insert("converge_script".into(), json!(CONVERGE_SH));
     vars.insert("timeout".into(), json!(timeout.as_secs()));
