@@ -211,8 +211,9 @@ pub fn render_str(src: &str, vars: &Value) -> Result<String, TemplateError> {
 pub fn render_value(v: &Value, vars: &Value) -> Result<Value, TemplateError> {
     Ok(match v {
         Value::String(s) => {
-            let t = s.trim();
-            if let Some(inner) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+            // Only a string that is one expression, nothing around it, keeps the value's type:
+            // `"{{ x }}\n"` is text with a newline, as in Ansible.
+            if let Some(inner) = s.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
                 if !inner.contains("{{") && !inner.contains("}}") {
                     // `set` takes any expression, filters included; `(a | f) | g` does not parse.
                     let json = render_one(

@@ -537,3 +537,35 @@ fn lab_restarts_asked_for_by_the_plan_are_not_refused_by_the_start_rate_limit() 
         "systemctl stop mpt-limited; rm /etc/systemd/system/mpt-limited.service; systemctl daemon-reload",
     );
 }
+
+#[test]
+fn task_vars_may_use_the_loop_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        "groups:\n  here:\n    hosts:\n      me: {connection: local}\n",
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "- hosts: all\n  vars: {{names: [a, b]}}\n  tasks:\n    - name: one file per item\n      \
+             copy: {{content: \"{{{{ greeting }}}}\\n\", dest: \"{}/{{{{ item }}}}.txt\"}}\n      \
+             loop: \"{{{{ names }}}}\"\n      vars: {{greeting: \"hello {{{{ item }}}}\"}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = provision(&inv, &plan, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+        "hello a\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("b.txt")).unwrap(),
+        "hello b\n"
+    );
+}

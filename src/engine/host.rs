@@ -195,19 +195,27 @@ impl HostRun<'_> {
 
     fn prepare_units(&self, task: &Task) -> Result<Vec<Unit>, String> {
         let err = |e: &dyn std::error::Error| crate::error::chain(e);
-        let mut base = self.vars.clone();
-        if !task.vars.is_empty() {
-            let snapshot = Value::Object(base.clone());
+        let base = self.vars.clone();
+        // Task vars may use the loop item, and `loop` may use task vars that do not: the list
+        // is rendered with the task vars that render without an item, then each item's vars
+        // with the item.
+        let render_vars = |scope: &Map<String, Value>, lenient: bool| {
+            let snapshot = Value::Object(scope.clone());
+            let mut out = scope.clone();
             for (k, v) in &task.vars {
-                base.insert(
-                    k.clone(),
-                    template::render_value(v, &snapshot).map_err(|e| err(&e))?,
-                );
+                match template::render_value(v, &snapshot) {
+                    Ok(r) => {
+                        out.insert(k.clone(), r);
+                    }
+                    Err(_) if lenient => {}
+                    Err(e) => return Err(err(&e)),
+                }
             }
-        }
+            Ok(out)
+        };
         let items: Vec<Option<Value>> = match &task.loop_items {
             None => vec![None],
-            Some(l) => match template::render_value(l, &Value::Object(base.clone()))
+            Some(l) => match template::render_value(l, &Value::Object(render_vars(&base, true)?))
                 .map_err(|e| err(&e))?
             {
                 Value::Array(a) => a.into_iter().map(Some).collect(),
@@ -220,6 +228,9 @@ impl HostRun<'_> {
             let mut v = base.clone();
             if let Some(i) = &item {
                 v.insert(task.loop_var.clone(), i.clone());
+            }
+            if !task.vars.is_empty() {
+                v = render_vars(&v, false)?;
             }
             let v = Value::Object(v);
             let mut skip = None;
