@@ -247,6 +247,15 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
         sha12("app-secret-one")
     );
 
+    // Queues and streams installed into the cluster's PostgreSQL, over SSH, twice.
+    let sql = ["sql", "--env", "deploy", "--database", "app"];
+    let first = mp(&app, &[&sql[..], &["migrate"]].concat());
+    assert!(first.contains("2 migration(s) applied"), "{first}");
+    let again = mp(&app, &[&sql[..], &["migrate"]].concat());
+    assert!(again.contains("0 migration(s) applied"), "{again}");
+    let status = mp(&app, &[&sql[..], &["status"]].concat());
+    assert!(status.contains("schema version: 2"), "{status}");
+
     // The worker runs on a worker node, with the image shipped over SSH (same id as here).
     let worker_node = lab.ssh_ok(
         "node1",

@@ -13,8 +13,15 @@ use crate::transport::{LocalTransport, Transport};
 pub struct SqlArgs {
     /// The database: postgres://user[:password]@host[:port]/name, reached by `psql` on this
     /// machine. The password is handed to psql on its stdin, never on a command line.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", conflicts_with = "env")]
     pub database_url: Option<String>,
+    /// Or a deploy env: the SQL runs in its stack's PostgreSQL service (`psql` inside the
+    /// container, over SSH to the node that runs it, found through the env's inventory).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub env: Option<std::path::PathBuf>,
+    /// With --env: the database in that service.
+    #[arg(long, global = true, value_name = "NAME", default_value = "postgres")]
+    pub database: String,
     /// Output of lists and metrics.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -80,10 +87,23 @@ pub enum StreamCommand {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlCommandError {
-    #[error("no database given: pass --database-url postgres://user@host/name")]
+    #[error("no database given: pass --database-url postgres://user@host/name or --env DIR")]
     NoTarget,
     #[error(transparent)]
     Sql(#[from] SqlError),
+    #[error(transparent)]
+    Env(#[from] crate::deploy::DeployError),
+    #[error(transparent)]
+    Cluster(#[from] crate::deploy::ops::OpsError),
+    #[error("cannot reach `{host}` for service `{service}`")]
+    Connect {
+        host: String,
+        service: String,
+        #[source]
+        source: Box<crate::transport::TransportError>,
+    },
+    #[error("service `{service}` runs no task (is the stack rolled out?)")]
+    NoTask { service: String },
 }
 
 impl SqlCommandError {
@@ -91,6 +111,9 @@ impl SqlCommandError {
         match self {
             SqlCommandError::NoTarget => 2,
             SqlCommandError::Sql(e) => e.exit_code(),
+            SqlCommandError::Env(e) => e.exit_code(),
+            SqlCommandError::Cluster(_) => 2,
+            SqlCommandError::Connect { .. } | SqlCommandError::NoTask { .. } => 1,
         }
     }
 }
@@ -99,15 +122,79 @@ pub async fn run(args: SqlArgs) -> Result<i32, crate::Error> {
     Ok(run_inner(args).await?)
 }
 
-async fn run_inner(args: SqlArgs) -> Result<i32, SqlCommandError> {
-    let url = args
-        .database_url
-        .as_deref()
-        .ok_or(SqlCommandError::NoTarget)?;
-    let psql = Psql {
-        transport: Transport::Local(LocalTransport::new("localhost")),
-        target: SqlTarget::Url(DatabaseUrl::parse(url)?),
+async fn connect(
+    cluster: &crate::deploy::ops::Cluster,
+    name: &str,
+    service: &str,
+) -> Result<Transport, SqlCommandError> {
+    let host = cluster
+        .inventory
+        .host(name)
+        .expect("names come from the inventory");
+    crate::engine::transport_for(
+        &cluster.inventory,
+        host,
+        cluster.host_key_policy,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .map_err(|source| SqlCommandError::Connect {
+        host: name.to_string(),
+        service: service.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// The database the arguments name, connected.
+async fn psql(args: &SqlArgs) -> Result<Psql, SqlCommandError> {
+    if let Some(url) = &args.database_url {
+        return Ok(Psql {
+            transport: Transport::Local(LocalTransport::new("localhost")),
+            target: SqlTarget::Url(DatabaseUrl::parse(url)?),
+        });
+    }
+    let dir = args.env.as_ref().ok_or(SqlCommandError::NoTarget)?;
+    let env = crate::deploy::env::Env::load(dir)?;
+    let cluster =
+        crate::deploy::ops::Cluster::load(&env.inventory_path(), crate::engine::Mode::Apply)?;
+    let service = format!("{}_postgres", env.stack_name());
+    // The manager knows where the task runs; a node of that name in the inventory is where
+    // psql runs (swarm node names are host names, which inventories usually repeat).
+    let manager = connect(&cluster, cluster.manager.as_str(), &service).await?;
+    let out = manager
+        .exec(
+            &format!(
+                "docker service ps {service} --filter desired-state=running --format '{{{{.Node}}}}' | head -n 1"
+            ),
+            None,
+        )
+        .await
+        .map_err(|source| SqlCommandError::Connect {
+            host: cluster.manager.0.clone(),
+            service: service.clone(),
+            source: Box::new(source),
+        })?;
+    let node = out.stdout_str().trim().to_string();
+    if node.is_empty() {
+        return Err(SqlCommandError::NoTask { service });
+    }
+    let transport = if node != cluster.manager.0 && cluster.inventory.host(&node).is_some() {
+        manager.close().await;
+        connect(&cluster, &node, &service).await?
+    } else {
+        manager
     };
+    Ok(Psql {
+        transport,
+        target: SqlTarget::Service {
+            service,
+            database: args.database.clone(),
+        },
+    })
+}
+
+async fn run_inner(args: SqlArgs) -> Result<i32, SqlCommandError> {
+    let psql = psql(&args).await?;
     let format = args.format;
     match args.command {
         SqlCommand::Migrate => {

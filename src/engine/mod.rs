@@ -318,16 +318,24 @@ fn known_hosts_files(inv: &Inventory) -> Vec<PathBuf> {
     v
 }
 
-async fn connect(
-    st: &mut HostState,
-    opts: &Options,
+/// A connection to `host` as the engine makes it (local, or SSH with the user's and the
+/// inventory's known_hosts), for commands that talk to one host outside a plan.
+pub async fn transport_for(
+    inventory: &Inventory,
+    host: &crate::inventory::Host,
+    policy: HostKeyPolicy,
+    connect_timeout: Duration,
+) -> Result<Transport, crate::transport::TransportError> {
+    open(host, &known_hosts_files(inventory), policy, connect_timeout).await
+}
+
+async fn open(
+    h: &crate::inventory::Host,
     known_hosts: &[PathBuf],
-) -> Result<Arc<Transport>, String> {
-    if let Some(t) = &st.transport {
-        return Ok(t.clone());
-    }
-    let h = &st.host;
-    let t = match h.connection {
+    policy: HostKeyPolicy,
+    connect_timeout: Duration,
+) -> Result<Transport, crate::transport::TransportError> {
+    Ok(match h.connection {
         Connection::Local => Transport::Local(LocalTransport::new(h.name.0.clone())),
         Connection::Ssh => {
             let target = SshTarget {
@@ -337,16 +345,30 @@ async fn connect(
                 user: h.user.clone(),
                 key: h.key.clone(),
                 known_hosts: known_hosts.to_vec(),
-                host_key_policy: opts.host_key_policy,
-                connect_timeout: opts.connect_timeout,
+                host_key_policy: policy,
+                connect_timeout,
             };
-            Transport::Ssh(
-                SshTransport::connect(target)
-                    .await
-                    .map_err(|e| crate::error::chain(&e))?,
-            )
+            Transport::Ssh(SshTransport::connect(target).await?)
         }
-    };
+    })
+}
+
+async fn connect(
+    st: &mut HostState,
+    opts: &Options,
+    known_hosts: &[PathBuf],
+) -> Result<Arc<Transport>, String> {
+    if let Some(t) = &st.transport {
+        return Ok(t.clone());
+    }
+    let t = open(
+        &st.host,
+        known_hosts,
+        opts.host_key_policy,
+        opts.connect_timeout,
+    )
+    .await
+    .map_err(|e| crate::error::chain(&e))?;
     let t = Arc::new(t);
     st.transport = Some(t.clone());
     Ok(t)

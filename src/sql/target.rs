@@ -108,12 +108,17 @@ fn percent_decode(s: &str) -> Result<String, SqlError> {
     })
 }
 
-/// Which database the SQL goes to. Today a URL reached by `psql` on the machine the transport
-/// runs on; the inventory target (psql inside the cluster's PostgreSQL container over SSH) adds a
-/// variant that only changes [`SqlTarget::command`].
+/// Which database the SQL goes to: a URL reached by `psql` on the machine the transport runs
+/// on, or a database of the cluster's PostgreSQL service, through `psql` inside its container on
+/// the node the transport reaches.
 #[derive(Debug, Clone)]
 pub enum SqlTarget {
     Url(DatabaseUrl),
+    Service {
+        /// The swarm service, e.g. `minipaas_postgres`.
+        service: String,
+        database: String,
+    },
 }
 
 impl SqlTarget {
@@ -121,6 +126,9 @@ impl SqlTarget {
     pub fn describe(&self) -> String {
         match self {
             SqlTarget::Url(u) => format!("database `{}`", u.shown()),
+            SqlTarget::Service { service, database } => {
+                format!("database `{database}` of service `{service}`")
+            }
         }
     }
 
@@ -138,6 +146,14 @@ impl SqlTarget {
                     None => format!("exec {psql} -d {db}"),
                 }
             }
+            // As the container's postgres user over its Unix socket: no password travels.
+            SqlTarget::Service { service, database } => format!(
+                "c=$(docker ps -q --filter label=com.docker.swarm.service.name={svc} | head -n 1); \
+                 if [ -z \"$c\" ]; then echo 'no task of service {service} runs on this node' >&2; exit 3; fi; \
+                 exec docker exec -i -u postgres \"$c\" {psql} -d {db}",
+                svc = shell_quote(service),
+                db = shell_quote(database),
+            ),
         }
     }
 
@@ -151,6 +167,7 @@ impl SqlTarget {
                     out.push(b'\n');
                 }
             }
+            SqlTarget::Service { .. } => {}
         }
         out.extend_from_slice(script.as_bytes());
         out
