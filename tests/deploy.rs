@@ -307,6 +307,28 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     assert!(left.contains("app_secret."), "{left}");
     assert!(mp_json(&env, &["secret", "prune"]).is_empty());
 
+    // Configs work the same way; `delete` drops the reference and the unused versions.
+    std::fs::write(values.join("conf"), "greeting = hello\n").unwrap();
+    let conf = values.join("conf").display().to_string();
+    assert_eq!(
+        mp_json(
+            &env,
+            &["config", "create", "app_config", &conf, "--for", "web"]
+        )
+        .len(),
+        1
+    );
+    let configs = || lab.ssh_ok("node1", "docker config ls --format '{{.Name}}'");
+    assert!(configs().contains("app_config."), "{}", configs());
+    assert!(std::fs::read_to_string(env.join("compose.apps.yaml"))
+        .unwrap()
+        .contains("target: app_config"));
+    assert_eq!(mp_json(&env, &["config", "delete", "app_config"]).len(), 1);
+    assert!(!configs().contains("app_config."), "{}", configs());
+    assert!(!std::fs::read_to_string(env.join("compose.apps.yaml"))
+        .unwrap()
+        .contains("app_config"));
+
     // A shell whose docker talks to the manager over SSH, strictly checked.
     let nodes = mp(
         &env,
