@@ -390,6 +390,25 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("job failed (exit 3)"), "{stderr}");
     assert!(stderr.contains("failing on purpose"), "{stderr}");
+
+    // An image no node has fails the rollout at once, not at the timeout.
+    std::fs::write(
+        job.join("compose.yaml"),
+        "services:\n  ghost:\n    image: minipaas-missing:1\n",
+    )
+    .unwrap();
+    mp(&job, &["code", "init", "--stack", "mpghost"]);
+    let started = Instant::now();
+    let out = minipaas()
+        .current_dir(&job)
+        .args(["deploy", "rollout", "--timeout", "600"])
+        .output()
+        .unwrap();
+    lab.ssh_ok("node1", "docker stack rm mpghost >/dev/null");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("its image is not on the node"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(300), "{:?}", started.elapsed());
 }
 
 #[test]

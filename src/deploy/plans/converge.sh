@@ -26,6 +26,13 @@ while :; do
       updating) waiting="$waiting $svc"; continue;;
     esac
     replicas=$(docker service ls --filter "id=$(docker service inspect -f '{{.ID}}' "$svc")" --format '{{.Replicas}}')
+    # Without a registry, a node without the image rejects the task for good: say so now
+    # rather than at the timeout.
+    latest=$(docker service ps "$svc" --no-trunc --format '{{.CurrentState}} {{.Error}}' | head -n 1)
+    case "$latest" in
+      Rejected*"No such image"*)
+        report "$svc" "cannot start: its image is not on the node (run \`minipaas deploy build\`, or check the image name)"; exit 1;;
+    esac
     if [ "$mode" = job ]; then
       # "0/1 (1/1 completed)"
       completed=$(echo "$replicas" | sed -n 's/.*(\([0-9]*\)\/\([0-9]*\) completed).*/\1 \2/p')
