@@ -408,7 +408,11 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("its image is not on the node"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(300), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(300),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -240,6 +240,51 @@ pub(crate) mod lab {
             .count()
     }
 
+    /// Takes node4 out of the site lab again, whatever the test did: the other tests expect
+    /// three nodes.
+    struct WithoutNode4;
+
+    impl Drop for WithoutNode4 {
+        fn drop(&mut self) {
+            let _ = common::docker(&["rm", "--force", "mpsite-node4"]);
+            let _ = common::docker(&["volume", "rm", "--force", "mpsite-node4-docker"]);
+            let lab = lab();
+            let _ = lab.ssh(
+                "node1",
+                "docker node rm --force node4 >/dev/null 2>&1; true",
+            );
+        }
+    }
+
+    #[test]
+    fn lab_site_fourth_node_joins_and_changes_nothing_on_the_others() {
+        let _g = serial();
+        let site = site();
+        converge(site, &lab(), &[]);
+        let _cleanup = WithoutNode4;
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
+        let lab4 = common::lab_up("mpsite", 4, 1, &dir);
+        assert_eq!(lab4.node("node4").group, "workers");
+        let recap = converge(site, &lab4, &[]);
+        let others: Vec<String> = changed(&recap)
+            .into_iter()
+            .filter(|c| !c.starts_with("\"node4\""))
+            .collect();
+        // Nothing in site.yaml depends on the node list (the firewall opens the swarm ports to
+        // every peer), so the other nodes see no change at all.
+        assert!(others.is_empty(), "changed on the other nodes: {others:#?}");
+        assert!(
+            changed(&recap).iter().any(|c| c.contains("join")),
+            "{:#?}",
+            changed(&recap)
+        );
+        wait_for("4 Ready nodes", Duration::from_secs(60), || {
+            ready_nodes(&lab4) == 4
+        });
+        let again = converge(site, &lab4, &[]);
+        assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
+    }
+
     #[test]
     fn lab_site_forms_a_swarm_and_converges_to_zero_changes() {
         let _g = serial();
@@ -385,6 +430,78 @@ pub(crate) mod lab {
             "node2",
             &format!("grep -qF '{marker}' /var/log/minipaas/containers.log"),
         );
+    }
+
+    /// Receives Telegram's sendMessage calls on node3 and appends `PATH BODY` lines to
+    /// /root/telegram.log.
+    const TELEGRAM_CAPTURE: &str = r#"import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        with open("/root/telegram.log", "a") as f:
+            f.write(self.path + " " + body + "\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok":true}')
+http.server.HTTPServer(("", 8001), H).serve_forever()
+"#;
+
+    #[test]
+    fn lab_site_error_line_alerts_telegram_at_a_local_endpoint() {
+        let _g = serial();
+        let site = site();
+        let lab = &lab();
+        converge(site, lab, &[]);
+        let script = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(script.path(), TELEGRAM_CAPTURE).unwrap();
+        let node3 = lab.node("node3");
+        let cp = common::docker(&[
+            "cp",
+            script.path().to_str().unwrap(),
+            &format!("{}:/root/tgcapture.py", node3.container),
+        ]);
+        assert!(cp.status.success(), "{}", output_text(&cp));
+        lab.ssh_ok(
+            "node3",
+            "rm -f /root/telegram.log; systemctl is-active --quiet minipaas-test-telegram || \
+             systemd-run --unit minipaas-test-telegram python3 /root/tgcapture.py",
+        );
+        let telegram = [
+            "monitoring_telegram_token=123456:TESTTOKEN".to_string(),
+            "monitoring_telegram_chat_id=4242".to_string(),
+            format!(
+                "monitoring_telegram_api_url=http://{}:8001",
+                node3.private_address
+            ),
+            format!("minipaas_extra_ports=[{SERVE_PORT}, 8001]"),
+        ];
+        let (code, recap) = provision(site, lab, &[], &telegram);
+        assert_eq!(code, 0, "{:#?}", failures(&recap));
+        let marker = format!("minipaas-tg-ERROR-{}", std::process::id());
+        busybox_image(lab, "node2");
+        lab.ssh_ok(
+            "node2",
+            &format!("docker run --rm --name tgtest minipaas-test-busybox /bin/busybox sh -c 'echo {marker}'"),
+        );
+        wait_for(
+            "the alert at the local Telegram endpoint",
+            Duration::from_secs(60),
+            || {
+                lab.ssh("node3", &format!("grep -F '{marker}' /root/telegram.log"))
+                    .status
+                    .success()
+            },
+        );
+        let got = lab.ssh_ok("node3", &format!("grep -F '{marker}' /root/telegram.log"));
+        assert!(
+            got.starts_with("/bot123456:TESTTOKEN/sendMessage "),
+            "{got}"
+        );
+        assert!(got.contains("chat_id=4242"), "{got}");
+        // Back to the lab's usual configuration for the other tests.
+        lab.ssh_ok("node3", "systemctl stop minipaas-test-telegram");
+        converge(site, lab, &[]);
     }
 
     #[test]
