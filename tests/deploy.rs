@@ -132,7 +132,7 @@ fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> 
 
 #[test]
 fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
-    let (_guard, lab) = provisioned();
+    let (_guard, _, lab) = provisioned();
     remove_stack(&lab);
 
     // Images for a machine without a registry: a local Debian base and the runtime's images.

@@ -70,7 +70,7 @@ pub(crate) mod lab {
         M.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    struct Site {
+    pub(crate) struct Site {
         sha256: String,
     }
 
@@ -138,14 +138,14 @@ pub(crate) mod lab {
         })
     }
 
-    /// The site lab converged by site.yaml, held for the caller alone (tests of other features,
-    /// such as deploy, run on the cluster this builds).
-    pub(crate) fn provisioned() -> (std::sync::MutexGuard<'static, ()>, Lab) {
+    /// The site lab converged by site.yaml, held for the caller alone (every test here starts
+    /// from it; tests of other features, such as deploy, run on the cluster it builds).
+    pub(crate) fn provisioned() -> (std::sync::MutexGuard<'static, ()>, &'static Site, Lab) {
         let guard = serial();
         let site = site();
         let lab = lab();
         converge(site, &lab, &[]);
-        (guard, lab)
+        (guard, site, lab)
     }
 
     /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
@@ -258,9 +258,7 @@ pub(crate) mod lab {
 
     #[test]
     fn lab_site_fourth_node_joins_and_changes_nothing_on_the_others() {
-        let _g = serial();
-        let site = site();
-        converge(site, &lab(), &[]);
+        let (_g, site, _) = provisioned();
         let _cleanup = WithoutNode4;
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
         let lab4 = common::lab_up("mpsite", 4, 1, &dir);
@@ -287,10 +285,8 @@ pub(crate) mod lab {
 
     #[test]
     fn lab_site_forms_a_swarm_and_converges_to_zero_changes() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, site, lab) = provisioned();
+        let lab = &lab;
         assert_eq!(ready_nodes(lab), 3, "docker node ls on node1");
         let again = converge(site, lab, &[]);
         assert!(
@@ -337,10 +333,8 @@ pub(crate) mod lab {
 
     #[test]
     fn lab_site_firewall_opens_listed_ports_only_and_keeps_dockers_rules() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, _, lab) = provisioned();
+        let lab = &lab;
         let node2 = &lab.node("node2").private_address;
         let node3 = &lab.node("node3").private_address;
         // Two servers on node2: one on the listed extra port, one on a port nobody listed.
@@ -407,10 +401,8 @@ pub(crate) mod lab {
 
     #[test]
     fn lab_site_error_log_line_reaches_syslog_ng() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, _, lab) = provisioned();
+        let lab = &lab;
         let marker = format!("minipaas test ERROR {}", std::process::id());
         busybox_image(lab, "node2");
         lab.ssh_ok(
@@ -449,10 +441,8 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
 
     #[test]
     fn lab_site_error_line_alerts_telegram_at_a_local_endpoint() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, site, lab) = provisioned();
+        let lab = &lab;
         let script = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(script.path(), TELEGRAM_CAPTURE).unwrap();
         let node3 = lab.node("node3");
@@ -506,10 +496,8 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
 
     #[test]
     fn lab_site_bad_rule_that_cuts_ssh_is_reverted() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, site, lab) = provisioned();
+        let lab = &lab;
         let (code, recap) = provision(
             site,
             lab,
@@ -540,10 +528,8 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
 
     #[test]
     fn lab_site_wrong_checksum_keeps_the_previous_binary() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, site, lab) = provisioned();
+        let lab = &lab;
         let before = lab.ssh_ok("node1", "sha256sum /usr/local/bin/swarm-cronjob");
         let (code, recap) = provision(
             site,
@@ -571,10 +557,8 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
 
     #[test]
     fn lab_site_node_restart_brings_everything_back() {
-        let _g = serial();
-        let site = site();
-        let lab = &lab();
-        converge(site, lab, &[]);
+        let (_g, site, lab) = provisioned();
+        let lab = &lab;
         for node in ["node1", "node2"] {
             let c = &lab.node(node).container;
             let out = common::docker(&["restart", c]);

@@ -207,11 +207,10 @@ async fn build(a: &EnvArgs) -> Result<i32> {
 fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
     let mut out = Vec::new();
     for (i, path) in env.stack_files().iter().enumerate() {
-        let content =
-            std::fs::read_to_string(path).map_err(|source| DeployCommandError::Value {
-                path: path.clone(),
-                source,
-            })?;
+        let content = std::fs::read_to_string(path).map_err(|source| DeployError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let base = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -248,8 +247,8 @@ async fn rollout(a: &EnvArgs, timeout: u64) -> Result<i32> {
 async fn routing(a: &EnvArgs) -> Result<i32> {
     let t = open(a)?;
     let path = t.env.caddy_json_path();
-    let routes = std::fs::read_to_string(&path)
-        .map_err(|source| DeployCommandError::Value { path, source })?;
+    let routes =
+        std::fs::read_to_string(&path).map_err(|source| DeployError::Read { path, source })?;
     let stack = t.env.stack_name().to_string();
     let recap = drive(&t, |tx| ops::routing(&t.cluster, &stack, &routes, tx)).await?;
     Ok(code(&recap))
