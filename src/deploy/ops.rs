@@ -16,7 +16,7 @@ use crate::engine::{self, Event, Mode, Options, Recap, Status};
 use crate::inventory::{HostName, Inventory, InventoryError};
 use crate::plan::{Plan, PlanError};
 use crate::template::shell_quote;
-use crate::transport::HostKeyPolicy;
+use crate::transport::{HostKeyPolicy, Transport};
 
 pub use super::env::ObjectKind;
 
@@ -61,6 +61,18 @@ pub enum OpsError {
     },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
+    #[error("host `{host}`: {source}")]
+    Transport {
+        host: String,
+        #[source]
+        source: Box<crate::transport::TransportError>,
+    },
+    #[error("host `{host}`: `{command}` failed: {stderr}")]
+    Remote {
+        host: String,
+        command: String,
+        stderr: String,
+    },
 }
 
 /// The cluster an env deploys to, as its inventory describes it.
@@ -109,6 +121,50 @@ impl Cluster {
 
     fn on_manager(&self) -> String {
         self.manager.0.clone()
+    }
+
+    /// A connection to `host` (an inventory name), for reads that need no plan: status,
+    /// history, logs.
+    pub async fn connect(&self, host: &HostName) -> Result<Transport, OpsError> {
+        let h = self
+            .inventory
+            .host(&host.0)
+            .ok_or_else(|| OpsError::NoManager {
+                inventory: self.inventory.path.clone(),
+            })?;
+        engine::transport_for(
+            &self.inventory,
+            h,
+            self.host_key_policy,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|source| OpsError::Transport {
+            host: host.0.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Runs `command` on the main manager and returns its stdout; a non-zero exit is an error
+    /// carrying the tail of its stderr. For reads only: changes go through plans.
+    pub async fn read_on_manager(&self, command: &str) -> Result<String, OpsError> {
+        let t = self.connect(&self.manager).await?;
+        let out = t.exec(command, None).await;
+        t.close().await;
+        let out = out.map_err(|source| OpsError::Transport {
+            host: self.manager.0.clone(),
+            source: Box::new(source),
+        })?;
+        if !out.success() {
+            let stderr = out.stderr_str();
+            let lines: Vec<&str> = stderr.lines().collect();
+            return Err(OpsError::Remote {
+                host: self.manager.0.clone(),
+                command: command.lines().next().unwrap_or_default().to_string(),
+                stderr: lines[lines.len().saturating_sub(20)..].join("\n"),
+            });
+        }
+        Ok(out.stdout_str())
     }
 }
 
