@@ -170,6 +170,7 @@ fn deployed_app(lab: &Lab, work: &Path) -> PathBuf {
     mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
     mp(&env, &["code", "worker", "worker"]);
     mp(&env, &["code", "job", "migrate"]);
+    mp(&env, &["code", "cron", "cleanup", "--cron", "0 3 * * *"]);
     std::fs::write(work.join("pg"), "pg-password").unwrap();
     let pg = work.join("pg").display().to_string();
     mp(
@@ -184,9 +185,9 @@ fn deployed_app(lab: &Lab, work: &Path) -> PathBuf {
             "web",
             "worker",
             "migrate",
+            "cleanup",
         ],
     );
-    // cleanup is not routed or scheduled here: it would run once at every deploy.
     mp(&env, &["deploy", "build"]);
     mp(&env, &["deploy", "rollout", "--timeout", "300"]);
     mp(&env, &["deploy", "routing"]);

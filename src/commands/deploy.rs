@@ -57,6 +57,15 @@ pub enum DeployCommand {
     },
     /// Load caddy.json into Caddy on the node that runs the Caddy task.
     Routing(EnvArgs),
+    /// Request every route through Caddy's published port on the node that runs it; fails
+    /// (exit 1) unless each answers 2xx or 3xx within the timeout.
+    Smoke {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Seconds to keep retrying a route that does not answer yet.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Every rollout, rollback and canary step of the stack, oldest first, as kept on the
     /// cluster: time, version, who ran it from where, result.
     History(EnvArgs),
@@ -233,6 +242,7 @@ pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
             release::rollout(&env, timeout, on_failure).await?
         }
         DeployCommand::Routing(a) => routing(&a).await?,
+        DeployCommand::Smoke { env, timeout } => smoke(&env, timeout).await?,
         DeployCommand::History(a) => release::show_history(&a).await?,
         DeployCommand::Rollback { env, to, timeout } => {
             release::rollback(&env, to.as_deref(), timeout).await?
@@ -322,6 +332,41 @@ async fn routing(a: &EnvArgs) -> Result<i32> {
         std::fs::read_to_string(&path).map_err(|source| DeployError::Read { path, source })?;
     let stack = t.env.stack_name().to_string();
     let recap = drive(&t, |tx| ops::routing(&t.cluster, &stack, &routes, tx)).await?;
+    Ok(code(&recap))
+}
+
+async fn smoke(a: &EnvArgs, timeout: u64) -> Result<i32> {
+    let t = open(a)?;
+    let routes = crate::deploy::caddy::Routes::load(&t.env.caddy_json_path())?;
+    if routes.routes.is_empty() {
+        eprintln!("caddy.json has no routes; nothing to ask (add one with `minipaas code route`)");
+        return Ok(0);
+    }
+    // A route without a host answers any; a wildcard host answers any name under it.
+    let asks: Vec<(String, String)> = routes
+        .routes
+        .iter()
+        .map(|r| {
+            let host = match &r.host {
+                None => "localhost".to_string(),
+                Some(h) => h.replacen('*', "smoke", 1),
+            };
+            (host, r.path.clone())
+        })
+        .collect();
+    let stack = t.env.stack_name().to_string();
+    let port = t.env.settings.runtime.http_port;
+    let recap = drive(&t, |tx| {
+        ops::smoke(
+            &t.cluster,
+            &stack,
+            port,
+            &asks,
+            std::time::Duration::from_secs(timeout),
+            tx,
+        )
+    })
+    .await?;
     Ok(code(&recap))
 }
 

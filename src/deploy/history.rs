@@ -179,6 +179,17 @@ pub fn stable(records: &[Record]) -> Option<&Record> {
         .find(|r| r.result == Outcome::Succeeded && r.action != Action::Canary)
 }
 
+/// The name of this process's user in /etc/passwd, where USER is not set (cron, CI).
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2) == Some(&uid.as_str())).then(|| f[0].to_string())
+    })
+}
+
 fn now_utc() -> String {
     let t = time::OffsetDateTime::now_utc();
     format!(
@@ -196,7 +207,9 @@ fn now_utc() -> String {
 fn operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .or_else(user_from_passwd)
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

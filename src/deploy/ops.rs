@@ -29,6 +29,8 @@ const PRUNE: &str = include_str!("plans/prune.yaml");
 const CONVERGE_SH: &str = include_str!("plans/converge.sh");
 const PRUNE_SH: &str = include_str!("plans/prune.sh");
 const HISTORY: &str = include_str!("plans/history.yaml");
+const SMOKE: &str = include_str!("plans/smoke.yaml");
+const SMOKE_SH: &str = include_str!("plans/smoke.sh");
 
 /// The rollout task that runs `docker stack deploy`: changed or failed means the stack was
 /// deployed (or tried to be), which is what history records.
@@ -406,6 +408,41 @@ pub async fn routing(
     Ok(recap)
 }
 
+/// Requests every route (`(host, path)`) through Caddy's published `port` on the node that runs
+/// the Caddy task; each must answer 2xx or 3xx within `timeout`.
+pub async fn smoke(
+    c: &Cluster,
+    stack: &str,
+    port: u16,
+    routes: &[(String, String)],
+    timeout: Duration,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let args: Vec<String> = routes
+        .iter()
+        .flat_map(|(h, p)| [shell_quote(h), shell_quote(p)])
+        .collect();
+    let mut vars = Map::new();
+    vars.insert("stack".into(), json!(stack));
+    vars.insert("port".into(), json!(port));
+    vars.insert("timeout".into(), json!(timeout.as_secs()));
+    vars.insert("route_args".into(), json!(args.join(" ")));
+    vars.insert("smoke_script".into(), json!(SMOKE_SH));
+    let recap = c
+        .run("smoke.yaml", SMOKE, SWARM_NODES, vars, events)
+        .await?;
+    let asked = recap
+        .tasks
+        .iter()
+        .any(|t| t.task == "routes answer through Caddy" && t.status != Status::Skipped);
+    if recap.success() && !asked {
+        return Err(OpsError::NoCaddy {
+            service: format!("{stack}_caddy"),
+        });
+    }
+    Ok(recap)
+}
+
 /// An image saved on this machine, ready to be loaded on nodes.
 #[derive(Debug, Clone)]
 pub struct ImageArchive {
@@ -599,6 +636,7 @@ mod tests {
             ("object.yaml", OBJECT),
             ("prune.yaml", PRUNE),
             ("history.yaml", HISTORY),
+            ("smoke.yaml", SMOKE),
         ] {
             let plan = Plan::from_text(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!plan.plays.is_empty(), "{name}");
