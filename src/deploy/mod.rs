@@ -24,6 +24,7 @@
 pub mod caddy;
 pub mod compose;
 pub mod env;
+pub mod lifecycle;
 pub mod ops;
 pub mod runtime;
 pub mod settings;

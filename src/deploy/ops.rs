@@ -29,7 +29,7 @@ const CONVERGE_SH: &str = include_str!("plans/converge.sh");
 const PRUNE_SH: &str = include_str!("plans/prune.sh");
 
 /// Where rollouts keep the stack files on the manager.
-const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
+pub(super) const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
 
 /// Hosts that are swarm nodes.
 const SWARM_NODES: &str = "managers:workers";
@@ -61,6 +61,14 @@ pub enum OpsError {
     },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
+    #[error("host `{host}`: no stack `{stack}` on the swarm: run `minipaas deploy rollout` first")]
+    NoStack { stack: String, host: String },
+    #[error("host `{host}`: cannot read the state of the stack's services")]
+    StatusOutput {
+        host: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("host `{host}`: {source}")]
     Transport {
         host: String,
@@ -100,7 +108,7 @@ impl Cluster {
         })
     }
 
-    async fn run(
+    pub(super) async fn run(
         &self,
         name: &str,
         text: &str,

@@ -2,7 +2,7 @@
 
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::{Output, TransportError};
@@ -51,5 +51,56 @@ impl LocalTransport {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+
+    /// Runs `command`, handing its stdout and stderr to `out` and `err` as they arrive; stdin
+    /// stays open (and empty) until it ends. Dropping the future kills the command.
+    pub async fn exec_streaming(
+        &self,
+        command: &str,
+        out: &mut (dyn std::io::Write + Send),
+        err: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<u32>, TransportError> {
+        let local = |source| TransportError::Local {
+            host: self.host.clone(),
+            source,
+        };
+        let sink = |source| TransportError::Sink {
+            host: self.host.clone(),
+            source,
+        };
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(local)?;
+        let _stdin = child.stdin.take();
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
+        else {
+            // Cannot happen: both were asked for as pipes just above.
+            return Err(local(std::io::Error::other("no output pipes")));
+        };
+        let (mut obuf, mut ebuf) = (vec![0u8; 8192], vec![0u8; 8192]);
+        let (mut o_open, mut e_open) = (true, true);
+        while o_open || e_open {
+            tokio::select! {
+                n = stdout.read(&mut obuf), if o_open => {
+                    let n = n.map_err(local)?;
+                    o_open = n > 0;
+                    out.write_all(&obuf[..n]).and_then(|()| out.flush()).map_err(sink)?;
+                }
+                n = stderr.read(&mut ebuf), if e_open => {
+                    let n = n.map_err(local)?;
+                    e_open = n > 0;
+                    err.write_all(&ebuf[..n]).and_then(|()| err.flush()).map_err(sink)?;
+                }
+            }
+        }
+        let status = child.wait().await.map_err(local)?;
+        Ok(status.code().map(|c| c as u32))
     }
 }
