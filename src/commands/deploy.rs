@@ -2,6 +2,8 @@
 //! an env directory (deploy::env) turned into work on the cluster (deploy::ops), run through
 //! the provision engine with its progress and recap.
 
+mod day2;
+
 use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
@@ -51,6 +53,19 @@ pub enum DeployCommand {
     },
     /// Load caddy.json into Caddy on the node that runs the Caddy task.
     Routing(EnvArgs),
+    /// Every service of the stack: replicas, health, version, image, nodes. Exits 0 when all
+    /// are running, 3 when some are pending, 4 when some are unhealthy or failed.
+    Status(day2::StatusArgs),
+    /// The logs of every task of one service, from the main manager.
+    Logs(day2::LogsArgs),
+    /// Replace the tasks of services (all but jobs and cron services without names) and wait
+    /// until the stack has converged.
+    Restart(day2::RestartArgs),
+    /// Set replicated services to N replicas and record N in compose.apps.yaml, so that the
+    /// next rollout keeps them.
+    Scale(day2::ScaleArgs),
+    /// Remove services, or without names the whole stack (volumes, secrets and configs stay).
+    Remove(day2::RemoveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +108,21 @@ pub enum DeployCommandError {
         "the value of `{name}` is not UTF-8 text; Docker objects created by minipaas are text"
     )]
     NotText { name: String },
+    #[error("stack `{stack}` on host `{host}` has no service `{service}` (services: {known})")]
+    UnknownService {
+        stack: String,
+        host: String,
+        service: String,
+        known: String,
+    },
+    #[error("service `{service}` {reason}; `deploy {op}` leaves it alone")]
+    Refused {
+        op: &'static str,
+        service: String,
+        reason: day2::Refusal,
+    },
+    #[error("invalid scale `{arg}`: expected SERVICE=REPLICAS, e.g. `web=3`")]
+    BadScale { arg: String },
 }
 
 impl DeployCommandError {
@@ -159,6 +189,11 @@ pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
         DeployCommand::Build(a) => build(&a).await?,
         DeployCommand::Rollout { env, timeout } => rollout(&env, timeout).await?,
         DeployCommand::Routing(a) => routing(&a).await?,
+        DeployCommand::Status(a) => day2::status(&a).await?,
+        DeployCommand::Logs(a) => day2::logs(&a).await?,
+        DeployCommand::Restart(a) => day2::restart(&a).await?,
+        DeployCommand::Scale(a) => day2::scale(&a).await?,
+        DeployCommand::Remove(a) => day2::remove(&a).await?,
     })
 }
 
