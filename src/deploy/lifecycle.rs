@@ -197,6 +197,8 @@ struct JobStatus {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Iteration {
+    /// Docker leaves out a zero index.
+    #[serde(default)]
     index: u64,
 }
 
