@@ -12,9 +12,9 @@ use crate::common::{self, minipaas, Lab};
 use crate::images::{self, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
 use crate::site::lab::provisioned;
 
-const STACK: &str = "minipaas";
+pub(crate) const STACK: &str = "minipaas";
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -24,7 +24,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
-fn mp(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
     let out = minipaas()
         .current_dir(dir)
         .env("MINIPAAS_BASE_IMAGE", BASE)
@@ -40,7 +40,7 @@ fn mp(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Runs an engine-backed command with `--format json`; must succeed. Returns the changed tasks.
-fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
+pub(crate) fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--format", "json"]);
     let out = minipaas()
@@ -62,7 +62,7 @@ fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
 }
 
 /// An HTTP GET through Caddy on node1's published port, with the route's host.
-fn get(lab: &Lab, path: &str) -> Option<String> {
+pub(crate) fn get(lab: &Lab, path: &str) -> Option<String> {
     let addr = format!("{}:8000", lab.node("node1").private_address);
     let out = Command::new("curl")
         .args(["-fsS", "-m", "5", "-H", "Host: localhost"])
@@ -119,7 +119,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> String {
+pub(crate) fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
         if let Some(v) = f() {
@@ -128,6 +128,70 @@ fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> 
         assert!(Instant::now() < deadline, "{what} within {seconds} s");
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// The example app as the deploy test sets it up (web, worker, migrate job, cleanup cron; the
+/// runtime's Caddy and PostgreSQL; its secrets), built, rolled out and routed, in a fresh
+/// temporary directory. Over a stack that runs already this changes little.
+pub(crate) struct Example {
+    pub(crate) _work: tempfile::TempDir,
+    /// The env directory.
+    pub(crate) env: PathBuf,
+}
+
+pub(crate) fn deployed_example(lab: &Lab) -> Example {
+    mp(Path::new("."), &["lab", "base-image"]);
+    images::build(POSTGRES_IMAGE, "runtime/postgres");
+    images::build(CADDY_IMAGE, "runtime/caddy");
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
+        &app,
+    );
+    let inventory = lab.inventory.display().to_string();
+    mp(
+        &app,
+        &[
+            "code",
+            "init",
+            "--env",
+            "deploy",
+            "-c",
+            "../compose.yaml",
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+            "--caddy-image",
+            CADDY_IMAGE,
+            "--postgres-image",
+            POSTGRES_IMAGE,
+        ],
+    );
+    let env = app.join("deploy");
+    mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
+    mp(&env, &["code", "worker", "worker"]);
+    mp(&env, &["code", "job", "migrate"]);
+    mp(&env, &["code", "cron", "cleanup", "--cron", "*/5 * * * *"]);
+    let values = work.path().join("values");
+    std::fs::create_dir_all(&values).unwrap();
+    std::fs::write(values.join("pg"), "pg-password-1").unwrap();
+    std::fs::write(values.join("app"), "app-secret-one").unwrap();
+    let (pg, app_secret) = (values.join("pg"), values.join("app"));
+    let (pg, app_secret) = (pg.to_str().unwrap(), app_secret.to_str().unwrap());
+    let mut create_pg = vec!["secret", "create", "postgres_password", pg, "--for"];
+    create_pg.extend(["postgres", "web", "worker", "migrate", "cleanup"]);
+    mp(&env, &create_pg);
+    mp(
+        &env,
+        &["secret", "create", "app_secret", app_secret, "--for", "web"],
+    );
+    mp(&env, &["deploy", "build"]);
+    mp(&env, &["deploy", "rollout", "--timeout", "300"]);
+    mp(&env, &["deploy", "routing"]);
+    wait_for("the app through Caddy", 60, || get(lab, "/"));
+    Example { _work: work, env }
 }
 
 #[test]

@@ -253,7 +253,12 @@ pub(crate) mod lab {
     impl Drop for WithoutNode4 {
         fn drop(&mut self) {
             let _ = common::docker(&["rm", "--force", &format!("{}-node4", name())]);
-            let _ = common::docker(&["volume", "rm", "--force", &format!("{}-node4-docker", name())]);
+            let _ = common::docker(&[
+                "volume",
+                "rm",
+                "--force",
+                &format!("{}-node4-docker", name()),
+            ]);
             let lab = lab();
             let _ = lab.ssh(
                 "node1",

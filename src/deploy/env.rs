@@ -927,13 +927,20 @@ mod tests {
         assert_eq!(env.recorded_replicas("web"), None);
         assert!(env.set_replicas("web", 3).unwrap());
         assert!(!env.set_replicas("web", 3).unwrap());
-        assert!(apps_text(&env).contains("replicas: 3"), "{}", apps_text(&env));
+        assert!(
+            apps_text(&env).contains("replicas: 3"),
+            "{}",
+            apps_text(&env)
+        );
         let again = Env::load(&env.dir).unwrap();
         assert_eq!(again.recorded_replicas("web"), Some(3));
         assert!(matches!(
             env.set_replicas("nope", 1),
             Err(DeployError::UnknownService { .. })
         ));
-        assert_eq!(env.services().unwrap(), ["web", "worker", "caddy", "postgres"]);
+        assert_eq!(
+            env.services().unwrap(),
+            ["web", "worker", "caddy", "postgres"]
+        );
     }
 }

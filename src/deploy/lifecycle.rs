@@ -450,7 +450,10 @@ fn classify(s: &SwarmService, tasks: &[&Task], since: &str) -> Assessment {
         };
     }
     let (kind, desired) = if mode.get("Global").is_some() {
-        let desired = tasks.iter().filter(|t| t.desired_state == "running").count() as u64;
+        let desired = tasks
+            .iter()
+            .filter(|t| t.desired_state == "running")
+            .count() as u64;
         (ServiceKind::Global, desired)
     } else {
         (ServiceKind::Replicated, replicas(mode))
@@ -550,9 +553,7 @@ fn classify_job(s: &SwarmService, tasks: &[&Task], running: u64) -> Assessment {
         .filter(|t| is_failure(&t.status.state))
         .count() as u64;
     let policy = s.spec.task_template.restart_policy.as_ref();
-    let condition = policy
-        .and_then(|p| p.condition.as_deref())
-        .unwrap_or("any");
+    let condition = policy.and_then(|p| p.condition.as_deref()).unwrap_or("any");
     let attempts = policy.and_then(|p| p.max_attempts).unwrap_or(0);
     // As converge.sh decides it: a failed attempt is retried until the restart policy says no.
     let out_of_attempts =
@@ -795,7 +796,10 @@ mod tests {
             ),
             (
                 "nothing runs, recent failures",
-                tasks(&[(1, "failed", "exit 1", NEW), (2, "rejected", "no image", NEW)]),
+                tasks(&[
+                    (1, "failed", "exit 1", NEW),
+                    (2, "rejected", "no image", NEW),
+                ]),
                 Health::Failed,
             ),
             (
@@ -806,7 +810,12 @@ mod tests {
             (
                 "failing healthcheck",
                 tasks(&[
-                    (1, "failed", "task: non-zero exit (137): dockerexec: unhealthy container", NEW),
+                    (
+                        1,
+                        "failed",
+                        "task: non-zero exit (137): dockerexec: unhealthy container",
+                        NEW,
+                    ),
                     (1, "starting", "", NEW),
                 ]),
                 Health::Unhealthy,
@@ -915,7 +924,10 @@ mod tests {
     #[test]
     fn image_tags_and_versions() {
         assert_eq!(image_tag("example-app:1").as_deref(), Some("1"));
-        assert_eq!(image_tag("127.0.0.1:5000/web:2@sha256:x").as_deref(), Some("2"));
+        assert_eq!(
+            image_tag("127.0.0.1:5000/web:2@sha256:x").as_deref(),
+            Some("2")
+        );
         assert_eq!(image_tag("127.0.0.1:5000/web"), None);
         assert_eq!(
             env_version(&["MINIPAAS_DEPLOY_VERSION=3".into()]).as_deref(),
@@ -942,7 +954,10 @@ mod tests {
                 ..LogOptions::default()
             },
         );
-        assert!(follow.contains("docker service logs --follow st_web &"), "{follow}");
+        assert!(
+            follow.contains("docker service logs --follow st_web &"),
+            "{follow}"
+        );
         assert!(follow.contains("cat <&3"), "{follow}");
     }
 }

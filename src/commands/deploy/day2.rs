@@ -132,9 +132,7 @@ impl fmt::Display for Refusal {
                 "is a cron service: swarm-cronjob starts it on its schedule (`minipaas code cron`)"
             }
             Refusal::Global => "runs one task on every node and has no replica count",
-            Refusal::Runtime => {
-                "belongs to the minipaas runtime, which runs exactly one of it"
-            }
+            Refusal::Runtime => "belongs to the minipaas runtime, which runs exactly one of it",
         })
     }
 }
@@ -480,6 +478,9 @@ mod tests {
         assert_eq!(&lines[2][col..col + 6], "failed");
         assert!(lines[1].ends_with("node1,node2"), "{table}");
         assert!(table.contains("a-long-name: failed: exit 1\n"), "{table}");
-        assert!(table.ends_with("stack `st` on `node1`: failed\n"), "{table}");
+        assert!(
+            table.ends_with("stack `st` on `node1`: failed\n"),
+            "{table}"
+        );
     }
 }
