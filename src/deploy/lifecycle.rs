@@ -6,12 +6,14 @@
 //!
 //! Health, per service (the worst of them is the stack's):
 //! - `running`: every desired task runs (for a service with a healthcheck, swarm counts a task
-//!   as running only once it is healthy); a job completed; a cron service whose last run did not
+//!   as running only once it is healthy), and those that replaced a recently failed task have
+//!   run for [`PROVEN_SECONDS`]; a job completed; a cron service whose last run did not
 //!   fail (0/0 between runs).
 //! - `pending`: fewer tasks run than desired and none failed recently (starting, pulling, no
 //!   node free yet), an update is in flight, or a job is still running.
 //! - `unhealthy`: fewer run than desired and tasks failed recently (within [`RECENT_MINUTES`]
-//!   by the manager's clock) while some still run, or the failures were failed healthchecks
+//!   by the manager's clock) while some still run, or a task that replaced one of them has only
+//!   just started (a crash loop caught between two failures), or the failures were failed healthchecks
 //!   (swarm kills an unhealthy task, so a failing healthcheck shows as failed tasks), or an
 //!   update paused on a failure.
 //! - `failed`: nothing runs and tasks failed recently or every slot's latest task failed; a job
@@ -38,6 +40,10 @@ const LIFECYCLE_SH: &str = include_str!("plans/lifecycle.sh");
 
 /// How far back a failed task counts as a current problem.
 pub const RECENT_MINUTES: u32 = 5;
+
+/// How long a task that replaced a recently failed one must have run to count as running: a
+/// crashing container runs for a moment between failures.
+pub const PROVEN_SECONDS: u32 = 30;
 
 /// How a service runs, as swarm and swarm-cronjob see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,6 +137,8 @@ struct Gathered {
     missing: bool,
     #[serde(default)]
     since: String,
+    #[serde(default)]
+    proven: String,
     #[serde(default)]
     services: Vec<SwarmService>,
     #[serde(default)]
@@ -244,7 +252,9 @@ fn gather_script(stack: &str) -> String {
     format!(
         "set -e; ids=$(docker stack services -q {stack}); \
          if [ -z \"$ids\" ]; then echo '{{\"Missing\": true}}'; exit 0; fi; \
-         printf '{{\"Since\": \"%s\", \"Services\": ' \"$(date -u -d '{RECENT_MINUTES} minutes ago' +%Y-%m-%dT%H:%M:%SZ)\"; \
+         printf '{{\"Since\": \"%s\", \"Proven\": \"%s\", \"Services\": ' \
+           \"$(date -u -d '{RECENT_MINUTES} minutes ago' +%Y-%m-%dT%H:%M:%SZ)\" \
+           \"$(date -u -d '{PROVEN_SECONDS} seconds ago' +%Y-%m-%dT%H:%M:%SZ)\"; \
          docker service inspect $ids; printf ', \"Tasks\": '; \
          tasks=$(docker service ps -q --no-trunc $ids); \
          if [ -n \"$tasks\" ]; then docker inspect $tasks; else echo '[]'; fi; \
@@ -346,7 +356,7 @@ fn assess(stack: &str, g: &Gathered, built: &BTreeSet<String>) -> Vec<ServiceSta
                 None
             }
             .or_else(|| env_version(&s.spec.task_template.container_spec.env));
-            let a = classify(s, &tasks, &g.since);
+            let a = classify(s, &tasks, &g.since, &g.proven);
             let nodes: BTreeSet<String> = tasks
                 .iter()
                 .filter(|t| t.status.state == "running")
@@ -419,9 +429,24 @@ fn latest_error(tasks: &[&Task]) -> Option<String> {
         })
 }
 
+/// A UTC RFC 3339 time (`2026-01-01T10:00:00.5Z`, as Docker and `date -u` print it) as
+/// something that orders: the text up to the seconds, then nanoseconds. Plain string order
+/// would put `10:00:00.5Z` before `10:00:00Z`.
+fn moment(ts: &str) -> (&str, u32) {
+    let ts = ts.trim_end_matches('Z');
+    match ts.split_once('.') {
+        Some((secs, frac)) => {
+            let digits: String = frac.chars().chain("000000000".chars()).take(9).collect();
+            (secs, digits.parse().unwrap_or(0))
+        }
+        None => (ts, 0),
+    }
+}
+
 /// The health of one service from its spec and tasks; `since` is the UTC RFC 3339 time after
-/// which a failure is recent (timestamps compare as strings: both are UTC, `Z`-suffixed).
-fn classify(s: &SwarmService, tasks: &[&Task], since: &str) -> Assessment {
+/// which a failure is recent, `proven` the time before which a replacement task must have
+/// started running.
+fn classify(s: &SwarmService, tasks: &[&Task], since: &str, proven: &str) -> Assessment {
     let mode = &s.spec.mode;
     let running = tasks.iter().filter(|t| t.status.state == "running").count() as u64;
     let cron = s
@@ -466,16 +491,17 @@ fn classify(s: &SwarmService, tasks: &[&Task], since: &str) -> Assessment {
     let recent: Vec<&Task> = tasks
         .iter()
         .copied()
-        .filter(|t| is_failure(&t.status.state) && t.status.timestamp.as_str() >= since)
+        .filter(|t| is_failure(&t.status.state) && moment(&t.status.timestamp) >= moment(since))
         .collect();
-    // Each slot's newest task (replicated: by slot number; global: by node).
+    // A task's slot: replicated, its slot number; global, its node.
+    let slot = |t: &Task| match t.slot {
+        Some(n) if kind == ServiceKind::Replicated => n.to_string(),
+        _ => t.node_id.clone(),
+    };
+    // Each slot's newest task.
     let mut latest: BTreeMap<String, &Task> = BTreeMap::new();
     for &t in tasks {
-        let key = match t.slot {
-            Some(n) if kind == ServiceKind::Replicated => n.to_string(),
-            _ => t.node_id.clone(),
-        };
-        let e = latest.entry(key).or_insert(t);
+        let e = latest.entry(slot(t)).or_insert(t);
         if t.created_at > e.created_at {
             *e = t;
         }
@@ -483,12 +509,19 @@ fn classify(s: &SwarmService, tasks: &[&Task], since: &str) -> Assessment {
     let all_latest_failed =
         !latest.is_empty() && latest.values().all(|t| is_failure(&t.status.state));
     let unhealthy_check = recent.iter().any(|t| t.status.err.contains("unhealthy"));
+    let unproven = tasks.iter().any(|t| {
+        t.status.state == "running"
+            && moment(&t.status.timestamp) >= moment(proven)
+            && recent.iter().any(|f| slot(f) == slot(t))
+    });
     let health = if update == "paused" {
         Health::Unhealthy
     } else if matches!(update, "updating" | "rollback_started") {
         Health::Pending
-    } else if running >= desired {
+    } else if running >= desired && !unproven {
         Health::Running
+    } else if running >= desired {
+        Health::Unhealthy
     } else if running == 0 && !unhealthy_check && (!recent.is_empty() || all_latest_failed) {
         Health::Failed
     } else if !recent.is_empty() {
@@ -715,6 +748,8 @@ mod tests {
     }
 
     const SINCE: &str = "2026-01-01T10:00:00Z";
+    const PROVEN: &str = "2026-01-01T10:01:00Z";
+    const MID: &str = "2026-01-01T10:00:30Z";
     const OLD: &str = "2026-01-01T09:00:00.5Z";
     const NEW: &str = "2026-01-01T10:01:00.5Z";
 
@@ -758,14 +793,32 @@ mod tests {
 
     fn health(s: &SwarmService, t: &[Task]) -> (Health, u64, u64) {
         let refs: Vec<&Task> = t.iter().collect();
-        let a = classify(s, &refs, SINCE);
+        let a = classify(s, &refs, SINCE, PROVEN);
         (a.health, a.desired, a.running)
     }
 
     #[test]
     fn replicated_health() {
         let two = || service(json!({"Replicated": {"Replicas": 2}}), &[], None);
-        let cases: [(&str, Vec<Task>, Health); 7] = [
+        let cases: [(&str, Vec<Task>, Health); 9] = [
+            (
+                "a crash loop caught running",
+                tasks(&[
+                    (1, "running", "", OLD),
+                    (2, "failed", "exit 1", NEW),
+                    (2, "running", "", NEW),
+                ]),
+                Health::Unhealthy,
+            ),
+            (
+                "running for a while again after a failure",
+                tasks(&[
+                    (1, "running", "", OLD),
+                    (2, "failed", "exit 1", MID),
+                    (2, "running", "", MID),
+                ]),
+                Health::Running,
+            ),
             (
                 "all running",
                 tasks(&[(1, "running", "", OLD), (2, "running", "", OLD)]),
@@ -856,7 +909,7 @@ mod tests {
             (1, "failed", "non-zero exit (3)", NEW),
         ]);
         let refs: Vec<&Task> = out.iter().collect();
-        let a = classify(&job, &refs, SINCE);
+        let a = classify(&job, &refs, SINCE, PROVEN);
         assert_eq!(a.health, Health::Failed);
         assert_eq!(a.completed, Some(0));
         assert_eq!(a.message.as_deref(), Some("non-zero exit (3)"));
@@ -875,7 +928,10 @@ mod tests {
         let failed = tasks(&[(1, "complete", "", OLD), (1, "failed", "exit 1", NEW)]);
         assert_eq!(health(&cron, &failed).0, Health::Failed);
         let refs: Vec<&Task> = failed.iter().collect();
-        assert_eq!(classify(&cron, &refs, SINCE).kind, ServiceKind::Cron);
+        assert_eq!(
+            classify(&cron, &refs, SINCE, PROVEN).kind,
+            ServiceKind::Cron
+        );
     }
 
     #[test]
@@ -919,6 +975,17 @@ mod tests {
         assert_eq!(s[1].health, Health::Running);
         let missing: Gathered = serde_json::from_str("{\"Missing\": true}").unwrap();
         assert!(missing.missing);
+    }
+
+    #[test]
+    fn moments_order_fractions_after_whole_seconds() {
+        assert!(moment("2026-01-01T10:00:00.5Z") > moment("2026-01-01T10:00:00Z"));
+        assert!(moment("2026-01-01T10:00:00.55Z") > moment("2026-01-01T10:00:00.5Z"));
+        assert!(moment("2026-01-01T10:00:01Z") > moment("2026-01-01T10:00:00.999Z"));
+        assert_eq!(
+            moment("2026-01-01T10:00:00Z"),
+            moment("2026-01-01T10:00:00.000Z")
+        );
     }
 
     #[test]

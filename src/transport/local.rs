@@ -104,3 +104,68 @@ impl LocalTransport {
         Ok(status.code().map(|c| c as u32))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Remembers what it got and when the first bytes came.
+    struct Sink {
+        data: Vec<u8>,
+        first: Option<Instant>,
+    }
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.first.get_or_insert_with(Instant::now);
+            self.data.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn streaming_passes_output_on_before_the_end() {
+        let t = LocalTransport::new("here");
+        let (mut out, mut err) = (
+            Sink {
+                data: Vec::new(),
+                first: None,
+            },
+            Sink {
+                data: Vec::new(),
+                first: None,
+            },
+        );
+        let started = Instant::now();
+        let code = t
+            .exec_streaming(
+                "printf early; sleep 1; printf late; printf oops >&2; exit 3",
+                &mut out,
+                &mut err,
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, Some(3));
+        assert_eq!(out.data, b"earlylate");
+        assert_eq!(err.data, b"oops");
+        let first = out.first.unwrap().duration_since(started);
+        assert!(first < Duration::from_millis(800), "{first:?}");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn streaming_keeps_stdin_open_until_dropped() {
+        let t = LocalTransport::new("here");
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        // `cat` ends only at EOF: still running after a while means stdin stayed open.
+        let run = t.exec_streaming("cat; echo eof", &mut out, &mut err);
+        let r = tokio::time::timeout(Duration::from_millis(500), run).await;
+        assert!(r.is_err(), "stdin was closed");
+    }
+}
