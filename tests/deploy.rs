@@ -131,6 +131,70 @@ pub(crate) fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<S
     }
 }
 
+/// The example app as the deploy test sets it up (web, worker, migrate job, cleanup cron; the
+/// runtime's Caddy and PostgreSQL; its secrets), built, rolled out and routed, in a fresh
+/// temporary directory. Over a stack that runs already this changes little.
+pub(crate) struct Example {
+    pub(crate) _work: tempfile::TempDir,
+    /// The env directory.
+    pub(crate) env: PathBuf,
+}
+
+pub(crate) fn deployed_example(lab: &Lab) -> Example {
+    mp(Path::new("."), &["lab", "base-image"]);
+    images::build(POSTGRES_IMAGE, "runtime/postgres");
+    images::build(CADDY_IMAGE, "runtime/caddy");
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
+        &app,
+    );
+    let inventory = lab.inventory.display().to_string();
+    mp(
+        &app,
+        &[
+            "code",
+            "init",
+            "--env",
+            "deploy",
+            "-c",
+            "../compose.yaml",
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+            "--caddy-image",
+            CADDY_IMAGE,
+            "--postgres-image",
+            POSTGRES_IMAGE,
+        ],
+    );
+    let env = app.join("deploy");
+    mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
+    mp(&env, &["code", "worker", "worker"]);
+    mp(&env, &["code", "job", "migrate"]);
+    mp(&env, &["code", "cron", "cleanup", "--cron", "*/5 * * * *"]);
+    let values = work.path().join("values");
+    std::fs::create_dir_all(&values).unwrap();
+    std::fs::write(values.join("pg"), "pg-password-1").unwrap();
+    std::fs::write(values.join("app"), "app-secret-one").unwrap();
+    let (pg, app_secret) = (values.join("pg"), values.join("app"));
+    let (pg, app_secret) = (pg.to_str().unwrap(), app_secret.to_str().unwrap());
+    let mut create_pg = vec!["secret", "create", "postgres_password", pg, "--for"];
+    create_pg.extend(["postgres", "web", "worker", "migrate", "cleanup"]);
+    mp(&env, &create_pg);
+    mp(
+        &env,
+        &["secret", "create", "app_secret", app_secret, "--for", "web"],
+    );
+    mp(&env, &["deploy", "build"]);
+    mp(&env, &["deploy", "rollout", "--timeout", "300"]);
+    mp(&env, &["deploy", "routing"]);
+    wait_for("the app through Caddy", 60, || get(lab, "/"));
+    Example { _work: work, env }
+}
+
 #[test]
 fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     let (_guard, _, lab) = provisioned();
