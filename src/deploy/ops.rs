@@ -56,7 +56,7 @@ impl Converge {
 }
 
 /// Where rollouts keep the stack files on the manager.
-pub(super) const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
+const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
 
 /// Hosts that are swarm nodes.
 const SWARM_NODES: &str = "managers:workers";
@@ -88,14 +88,6 @@ pub enum OpsError {
     },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
-    #[error("host `{host}`: no stack `{stack}` on the swarm: run `minipaas deploy rollout` first")]
-    NoStack { stack: String, host: String },
-    #[error("host `{host}`: cannot read the state of the stack's services")]
-    StatusOutput {
-        host: String,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("host `{host}`: {source}")]
     Transport {
         host: String,
@@ -135,7 +127,7 @@ impl Cluster {
         })
     }
 
-    pub(super) async fn run(
+    async fn run(
         &self,
         name: &str,
         text: &str,
