@@ -131,27 +131,21 @@ pub(crate) fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<S
     }
 }
 
-#[test]
-fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
-    let (_guard, _, lab) = provisioned();
-    remove_stack(&lab);
-
-    // Images for a machine without a registry: a local Debian base and the runtime's images.
+/// The example app copied into `work/app` with its env `work/app/deploy` made by `code init`
+/// for `lab`, and the images it needs on this machine (no registry: a local Debian base and
+/// the runtime's images). Returns the app's directory.
+pub(crate) fn init_example(lab: &Lab, work: &Path) -> PathBuf {
     mp(Path::new("."), &["lab", "base-image"]);
     images::build(POSTGRES_IMAGE, "runtime/postgres");
     images::build(CADDY_IMAGE, "runtime/caddy");
-
-    let work = tempfile::tempdir().unwrap();
-    let app = work.path().join("app");
+    let app = work.join("app");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
         &app,
     );
-    let user_file = std::fs::read(app.join("compose.yaml")).unwrap();
-    let env: PathBuf = app.join("deploy");
+    // The demo's env, when scripts/demo ran here, is not part of the example.
+    let _ = std::fs::remove_dir_all(app.join("demo"));
     let inventory = lab.inventory.display().to_string();
-
-    // code: each command twice, the second changes nothing.
     mp(
         &app,
         &[
@@ -171,6 +165,22 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
             POSTGRES_IMAGE,
         ],
     );
+    app
+}
+
+#[test]
+fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
+    let (_guard, _, lab) = provisioned();
+    remove_stack(&lab);
+
+    let work = tempfile::tempdir().unwrap();
+    let app = init_example(&lab, work.path());
+    let user_file =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/compose.yaml"))
+            .unwrap();
+    let env: PathBuf = app.join("deploy");
+    let inventory = lab.inventory.display().to_string();
+
     let code_steps: [&[&str]; 5] = [
         &["code", "init"],
         &["code", "route", "http://localhost/", "web:8000"],

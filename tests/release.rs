@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{minipaas, Lab};
-use crate::deploy::{copy_dir, get, mp, mp_json, remove_stack, text, wait_for, STACK};
-use crate::images::{self, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
+use crate::deploy::{get, init_example, mp, mp_json, remove_stack, text, wait_for, STACK};
+use crate::images::BASE;
 use crate::site::lab::provisioned;
 
 /// What a client saw: response bodies by count, and every failure.
@@ -137,35 +137,7 @@ fn step(action: &str, version: &str, result: &str) -> (String, String, String) {
 /// The example app at version 1 on a stack without history, as a user sets it up.
 fn deployed_app(lab: &Lab, work: &Path) -> PathBuf {
     remove_stack(lab);
-    mp(Path::new("."), &["lab", "base-image"]);
-    images::build(POSTGRES_IMAGE, "runtime/postgres");
-    images::build(CADDY_IMAGE, "runtime/caddy");
-    let app = work.join("app");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
-        &app,
-    );
-    let _ = std::fs::remove_dir_all(app.join("demo"));
-    let inventory = lab.inventory.display().to_string();
-    mp(
-        &app,
-        &[
-            "code",
-            "init",
-            "--env",
-            "deploy",
-            "-c",
-            "../compose.yaml",
-            "--inventory",
-            &inventory,
-            "--endpoint-mode",
-            "dnsrr",
-            "--caddy-image",
-            CADDY_IMAGE,
-            "--postgres-image",
-            POSTGRES_IMAGE,
-        ],
-    );
+    let app = init_example(lab, work);
     let env = app.join("deploy");
     mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
     mp(&env, &["code", "worker", "worker"]);
@@ -266,7 +238,10 @@ fn lab_release_zero_downtime_rollback_history_and_canary() {
     let seen = client.finish();
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("rolling back to version 2"), "{out}");
-    assert!(out.contains("web"), "the failing service is named: {out}");
+    assert!(
+        out.contains("service `minipaas_web`"),
+        "the failing service is named: {out}"
+    );
     assert!(seen.failed.is_empty(), "{:?}", seen.failed);
     assert!(
         seen.ok.iter().all(|b| *b == hello("2")),

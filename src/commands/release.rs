@@ -64,23 +64,18 @@ fn deployed(recap: &Recap) -> bool {
 }
 
 async fn history_of(t: &Target, stack: &str) -> Result<Vec<Record>> {
-    if t.cluster.mode == Mode::Check {
-        // Reads are harmless, but a check must not fail on a cluster it cannot write to.
-        return Ok(ops::history(&t.cluster, stack).await.unwrap_or_default());
-    }
     Ok(ops::history(&t.cluster, stack).await?)
 }
 
-/// Deploys `files` at `version` and waits for them; then records the step, and when it failed
-/// (and `on_failure` says so) deploys again what ran before. Returns the combined recap.
-async fn deploy_step(
+/// Deploys the step's files and waits for them; records the step when a deploy happened (not
+/// in check mode, not when the files were already deployed). Returns the recap and whether a
+/// deploy happened and failed to converge.
+async fn deploy_and_record(
     t: &Target,
     stack: &str,
-    step: Step<'_>,
+    step: &Step<'_>,
     timeout: Duration,
-    on_failure: OnFailure,
-    before: &[Record],
-) -> Result<Recap> {
+) -> Result<(Recap, bool)> {
     let rollout = Rollout {
         stack,
         files: step.files,
@@ -91,23 +86,33 @@ async fn deploy_step(
     };
     let mut recap = run_op(t, |tx| ops::rollout(&t.cluster, &rollout, tx)).await?;
     if t.cluster.mode == Mode::Check || !deployed(&recap) {
-        return Ok(recap);
+        return Ok((recap, false));
     }
     let ok = recap.success();
     let record = Record::new(
         step.action,
         step.version,
-        if ok {
-            Outcome::Succeeded
-        } else {
-            Outcome::Failed
-        },
+        Outcome::of(ok),
         &ops::stack_digest(step.version, step.files),
     )
     .with_files(step.files)
-    .with_detail(step.detail);
+    .with_detail(step.detail.clone());
     recap.absorb(run_op(t, |tx| ops::record(&t.cluster, stack, &record, tx)).await?);
-    if ok {
+    Ok((recap, !ok))
+}
+
+/// [`deploy_and_record`], and when the deploy failed (and `on_failure` says so) deploys again
+/// what ran before. Returns the combined recap.
+async fn deploy_step(
+    t: &Target,
+    stack: &str,
+    step: Step<'_>,
+    timeout: Duration,
+    on_failure: OnFailure,
+    before: &[Record],
+) -> Result<Recap> {
+    let (mut recap, failed) = deploy_and_record(t, stack, &step, timeout).await?;
+    if !failed {
         return Ok(recap);
     }
     if on_failure == OnFailure::Leave {
@@ -143,7 +148,7 @@ async fn deploy_step(
     Ok(recap)
 }
 
-/// Deploys a recorded step's files again and records that.
+/// Deploys a recorded step's files again and records that as `action`.
 async fn restore(
     t: &Target,
     stack: &str,
@@ -153,33 +158,15 @@ async fn restore(
     timeout: Duration,
 ) -> Result<Recap> {
     let files = target.stack_files();
-    let rollout = Rollout {
-        stack,
-        files: &files,
-        jobs: &[],
+    let step = Step {
+        action,
         version: &target.version,
-        timeout,
+        files: &files,
+        detail,
+        jobs: &[],
         converge: Converge::Restore,
     };
-    let mut recap = run_op(t, |tx| ops::rollout(&t.cluster, &rollout, tx)).await?;
-    if t.cluster.mode == Mode::Check || !deployed(&recap) {
-        return Ok(recap);
-    }
-    let ok = recap.success();
-    let record = Record::new(
-        action,
-        &target.version,
-        if ok {
-            Outcome::Succeeded
-        } else {
-            Outcome::Failed
-        },
-        &target.digest,
-    )
-    .with_files(&files)
-    .with_detail(detail);
-    recap.absorb(run_op(t, |tx| ops::record(&t.cluster, stack, &record, tx)).await?);
-    Ok(recap)
+    Ok(deploy_and_record(t, stack, &step, timeout).await?.0)
 }
 
 /// `deploy rollout`: the env's files, recorded; a failure rolls back unless told not to.

@@ -43,6 +43,16 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    pub fn of(success: bool) -> Outcome {
+        if success {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredFile {
     pub name: String,
