@@ -168,6 +168,42 @@ pub(crate) fn init_example(lab: &Lab, work: &Path) -> PathBuf {
     app
 }
 
+/// The example app as the deploy test sets it up (web, worker, migrate job, cleanup cron; the
+/// runtime's Caddy and PostgreSQL; its secrets), built, rolled out and routed, in a fresh
+/// temporary directory. Over a stack that runs already this changes little.
+pub(crate) struct Example {
+    pub(crate) _work: tempfile::TempDir,
+    /// The env directory.
+    pub(crate) env: PathBuf,
+}
+
+pub(crate) fn deployed_example(lab: &Lab) -> Example {
+    let work = tempfile::tempdir().unwrap();
+    let env = init_example(lab, work.path()).join("deploy");
+    mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
+    mp(&env, &["code", "worker", "worker"]);
+    mp(&env, &["code", "job", "migrate"]);
+    mp(&env, &["code", "cron", "cleanup", "--cron", "*/5 * * * *"]);
+    let values = work.path().join("values");
+    std::fs::create_dir_all(&values).unwrap();
+    std::fs::write(values.join("pg"), "pg-password-1").unwrap();
+    std::fs::write(values.join("app"), "app-secret-one").unwrap();
+    let (pg, app_secret) = (values.join("pg"), values.join("app"));
+    let (pg, app_secret) = (pg.to_str().unwrap(), app_secret.to_str().unwrap());
+    let mut create_pg = vec!["secret", "create", "postgres_password", pg, "--for"];
+    create_pg.extend(["postgres", "web", "worker", "migrate", "cleanup"]);
+    mp(&env, &create_pg);
+    mp(
+        &env,
+        &["secret", "create", "app_secret", app_secret, "--for", "web"],
+    );
+    mp(&env, &["deploy", "build"]);
+    mp(&env, &["deploy", "rollout", "--timeout", "300"]);
+    mp(&env, &["deploy", "routing"]);
+    wait_for("the app through Caddy", 60, || get(lab, "/"));
+    Example { _work: work, env }
+}
+
 #[test]
 fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     let (_guard, _, lab) = provisioned();

@@ -6,6 +6,7 @@
 mod certs;
 mod code;
 mod common;
+mod day2;
 mod deploy;
 mod golden;
 mod images;

@@ -693,3 +693,66 @@ async fn ssh_agent_authenticates() {
         "agent\n"
     );
 }
+
+/// Remembers what it got and when the first bytes came.
+struct Recorder {
+    data: Vec<u8>,
+    first: Option<Instant>,
+}
+
+impl std::io::Write for Recorder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.first.get_or_insert_with(Instant::now);
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn exec_streaming_passes_output_on_as_it_arrives() {
+    let sshd = Sshd::start();
+    let t = sshd.connect().await;
+    let mut out = Recorder {
+        data: Vec::new(),
+        first: None,
+    };
+    let mut err = Vec::new();
+    let started = Instant::now();
+    let code = t
+        .exec_streaming(
+            "printf early; sleep 1; printf late; printf oops >&2; exit 3",
+            &mut out,
+            &mut err,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, Some(3));
+    assert_eq!(out.data, b"earlylate");
+    assert_eq!(err, b"oops");
+    let first = out.first.unwrap().duration_since(started);
+    assert!(first < Duration::from_millis(800), "{first:?}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn exec_streaming_dropped_closes_the_commands_stdin() {
+    let sshd = Sshd::start();
+    let t = sshd.connect().await;
+    let marker = sshd.dir.path().join("stdin-ended");
+    // Stdin stays open while we follow: `cat` only ends once we go away.
+    let command = format!("cat >/dev/null; touch {}", marker.display());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let run = t.exec_streaming(&command, &mut out, &mut err);
+    assert!(tokio::time::timeout(Duration::from_millis(500), run)
+        .await
+        .is_err());
+    assert!(!marker.exists(), "stdin was closed while following");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the command never saw EOF");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -2,6 +2,8 @@
 //! an env directory (deploy::env) turned into work on the cluster (deploy::ops), run through
 //! the provision engine with its progress and recap.
 
+mod day2;
+
 use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
@@ -96,6 +98,19 @@ pub enum DeployCommand {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Every service of the stack: replicas, health, version, image, nodes. Exits 0 when all
+    /// are running, 3 when some are pending, 4 when some are unhealthy or failed.
+    Status(day2::StatusArgs),
+    /// The logs of every task of one service, from the main manager.
+    Logs(day2::LogsArgs),
+    /// Replace the tasks of services (all but jobs and cron services without names) and wait
+    /// until the stack has converged.
+    Restart(day2::RestartArgs),
+    /// Set replicated services to N replicas and record N in compose.apps.yaml, so that the
+    /// next rollout keeps them.
+    Scale(day2::ScaleArgs),
+    /// Remove services, or without names the whole stack (volumes, secrets and configs stay).
+    Remove(day2::RemoveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +165,21 @@ pub enum DeployCommandError {
     NothingBefore { stack: String, version: String },
     #[error("stack `{stack}` runs no canary: start one with `minipaas deploy canary SERVICE`")]
     NoCanary { stack: String },
+    #[error("stack `{stack}` on host `{host}` has no service `{service}` (services: {known})")]
+    UnknownService {
+        stack: String,
+        host: String,
+        service: String,
+        known: String,
+    },
+    #[error("service `{service}` {reason}; `deploy {op}` leaves it alone")]
+    Refused {
+        op: &'static str,
+        service: String,
+        reason: day2::Refusal,
+    },
+    #[error("invalid scale `{arg}`: expected SERVICE=REPLICAS, e.g. `web=3`")]
+    BadScale { arg: String },
 }
 
 impl DeployCommandError {
@@ -261,6 +291,11 @@ pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
             let service = service.unwrap_or_default();
             release::canary(&env, &service, replicas, timeout).await?
         }
+        DeployCommand::Status(a) => day2::status(&a).await?,
+        DeployCommand::Logs(a) => day2::logs(&a).await?,
+        DeployCommand::Restart(a) => day2::restart(&a).await?,
+        DeployCommand::Scale(a) => day2::scale(&a).await?,
+        DeployCommand::Remove(a) => day2::remove(&a).await?,
     })
 }
 

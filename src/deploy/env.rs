@@ -515,6 +515,39 @@ impl Env {
             .collect())
     }
 
+    /// Every service the env declares: the user's, then the enabled runtime's, as the stack
+    /// names them without the `<stack>_` prefix.
+    pub fn services(&self) -> Result<Vec<String>, DeployError> {
+        let mut names: Vec<String> = self.project()?.services.into_keys().collect();
+        names.extend(self.runtime_services().iter().map(|s| s.to_string()));
+        Ok(names)
+    }
+
+    /// The enabled runtime services (`caddy`, `postgres`, `registry`).
+    pub fn runtime_services(&self) -> Vec<&'static str> {
+        runtime::services(&self.settings.runtime)
+    }
+
+    /// Records `replicas` for the user's `service` in compose.apps.yaml, so the next rollout
+    /// deploys that count (compose.apps.yaml is merged last: it wins over the user's
+    /// `deploy.replicas`). Returns whether the file changed.
+    pub fn set_replicas(&mut self, service: &str, replicas: u32) -> Result<bool, DeployError> {
+        self.check_services(&[service.to_string()], false)?;
+        let mut apps = self.apps.clone();
+        apps.services
+            .entry(service.to_string())
+            .or_default()
+            .deploy
+            .get_or_insert_with(Default::default)
+            .replicas = Some(replicas);
+        Ok(self.save_apps(apps)?.is_some())
+    }
+
+    /// The replica count compose.apps.yaml records for `service`, if any.
+    pub fn recorded_replicas(&self, service: &str) -> Option<u32> {
+        self.apps.services.get(service)?.deploy.as_ref()?.replicas
+    }
+
     /// Checks that every one of `services` is declared (by the user's files, or, when
     /// `runtime_too`, is an enabled runtime service).
     fn check_services(&self, services: &[String], runtime_too: bool) -> Result<(), DeployError> {
@@ -886,5 +919,28 @@ mod tests {
         for bad in ["", "* * *", "* * * * * * *", "0 0 * * 1;x", "@"] {
             assert!(check_cron(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn set_replicas_records_the_count_once() {
+        let (_dir, mut env) = env();
+        assert_eq!(env.recorded_replicas("web"), None);
+        assert!(env.set_replicas("web", 3).unwrap());
+        assert!(!env.set_replicas("web", 3).unwrap());
+        assert!(
+            apps_text(&env).contains("replicas: 3"),
+            "{}",
+            apps_text(&env)
+        );
+        let again = Env::load(&env.dir).unwrap();
+        assert_eq!(again.recorded_replicas("web"), Some(3));
+        assert!(matches!(
+            env.set_replicas("nope", 1),
+            Err(DeployError::UnknownService { .. })
+        ));
+        assert_eq!(
+            env.services().unwrap(),
+            ["web", "worker", "caddy", "postgres"]
+        );
     }
 }

@@ -26,6 +26,7 @@ pub mod canary;
 pub mod compose;
 pub mod env;
 pub mod history;
+pub mod lifecycle;
 pub mod ops;
 pub mod runtime;
 pub mod settings;

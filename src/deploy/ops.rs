@@ -56,7 +56,7 @@ impl Converge {
 }
 
 /// Where rollouts keep the stack files on the manager.
-const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
+pub(super) const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
 
 /// Hosts that are swarm nodes.
 const SWARM_NODES: &str = "managers:workers";
@@ -88,6 +88,14 @@ pub enum OpsError {
     },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
+    #[error("host `{host}`: no stack `{stack}` on the swarm: run `minipaas deploy rollout` first")]
+    NoStack { stack: String, host: String },
+    #[error("host `{host}`: cannot read the state of the stack's services")]
+    StatusOutput {
+        host: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("host `{host}`: {source}")]
     Transport {
         host: String,
@@ -127,7 +135,7 @@ impl Cluster {
         })
     }
 
-    async fn run(
+    pub(super) async fn run(
         &self,
         name: &str,
         text: &str,

@@ -2,7 +2,8 @@
 //!
 //! Everything minipaas does on a host is a command with optional stdin (files are written by
 //! streaming their bytes to a command that renames them into place), so the whole interface is
-//! [`Transport::exec`]. SSH keeps one connection per host for a run and multiplexes channels over
+//! [`Transport::exec`] (and [`Transport::exec_streaming`] for output that must not wait for the
+//! end). SSH keeps one connection per host for a run and multiplexes channels over
 //! it; the local transport runs `sh -c` on this machine (used by `sql --database-url` and tests).
 
 mod known_hosts;
@@ -131,6 +132,12 @@ pub enum TransportError {
     Agent { host: String, reason: String },
     #[error("host `{host}`: ssh: {reason}")]
     Ssh { host: String, reason: String },
+    #[error("host `{host}`: cannot pass on the command's output")]
+    Sink {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("host `{host}`: cannot run a local command")]
     Local {
         host: String,
@@ -157,6 +164,22 @@ impl Transport {
         match self {
             Transport::Local(t) => t.exec(command, stdin).await,
             Transport::Ssh(t) => t.exec(command, stdin).await,
+        }
+    }
+
+    /// Runs `command` and hands its stdout and stderr to `out` and `err` as they arrive, until
+    /// it ends; returns its exit status (`None`: killed by a signal). Stdin stays open until
+    /// then (see [`SshTransport::exec_streaming`]). Dropping the future stops the command. A
+    /// write error on `out` or `err` (a closed pipe) stops it too and is `Sink`.
+    pub async fn exec_streaming(
+        &self,
+        command: &str,
+        out: &mut (dyn std::io::Write + Send),
+        err: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<u32>, TransportError> {
+        match self {
+            Transport::Local(t) => t.exec_streaming(command, out, err).await,
+            Transport::Ssh(t) => t.exec_streaming(command, out, err).await,
         }
     }
 

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -167,6 +168,59 @@ impl SshTransport {
                 slot.finished();
                 Err(self.error("the connection was lost while a command was running"))
             }
+        }
+    }
+
+    /// Runs `command` like [`SshTransport::exec`] but hands stdout and stderr to `out` and `err`
+    /// chunk by chunk as they arrive (each written whole, then flushed), for commands that run
+    /// until stopped (`docker service logs --follow`). Returns the exit status once the server
+    /// closes the channel. Stdin stays open and empty until then, so a remote wrapper can learn
+    /// that we went away when it reaches EOF. Dropping the future ends the command as `exec`
+    /// does (SIGTERM, EOF, close).
+    pub async fn exec_streaming(
+        &self,
+        command: &str,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<Option<u32>, TransportError> {
+        let mut slot = self.open_channel().await?;
+        // Cannot fail: only `Drop` and `finished` take the parts.
+        let Some((read, write)) = slot.parts.as_mut() else {
+            return Err(self.error("channel already closed"));
+        };
+        write
+            .exec(true, command)
+            .await
+            .map_err(|e| self.error(format!("cannot start the command: {e}")))?;
+        slot.started = true;
+        let mut code = None;
+        loop {
+            let written = match read.wait().await {
+                Some(ChannelMsg::Data { data }) => put(out, &data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => put(err, &data),
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    code = Some(exit_status);
+                    Ok(())
+                }
+                Some(ChannelMsg::Failure) => {
+                    slot.started = false;
+                    return Err(self.error("the server refused to run the command"));
+                }
+                Some(ChannelMsg::Close) => {
+                    slot.finished();
+                    return Ok(code);
+                }
+                None => {
+                    slot.finished();
+                    return Err(self.error("the connection was lost while a command was running"));
+                }
+                Some(_) => Ok(()),
+            };
+            // The slot's drop ends the remote command when our side of the output is gone.
+            written.map_err(|source| TransportError::Sink {
+                host: self.host.clone(),
+                source,
+            })?;
         }
     }
 
@@ -511,6 +565,12 @@ impl client::Handler for HostKeyCheck {
         };
         Err(HandshakeError::Refused(refused))
     }
+}
+
+/// One chunk of output passed on whole, at once.
+fn put(sink: &mut (dyn Write + Send), data: &[u8]) -> std::io::Result<()> {
+    sink.write_all(data)?;
+    sink.flush()
 }
 
 enum Received {
