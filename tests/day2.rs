@@ -416,8 +416,19 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     mp(env, &["deploy", "remove", "stuck"]);
     assert_eq!(status(env).0, Some(0));
 
-    // The whole stack: --check leaves it, then it goes with its network, once.
-    assert_eq!(mp_json(env, &["deploy", "remove", "--check"]).len(), 1);
+    // The whole stack: only when asked by name; --check leaves it, then it goes with its
+    // network, once.
+    let out = run(env, &["deploy", "remove"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--all"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        mp_json(env, &["deploy", "remove", "--all", "--check"]).len(),
+        1
+    );
     assert_eq!(
         lab.ssh_ok(
             "node1",
@@ -427,7 +438,7 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
         .count(),
         1
     );
-    let removed = mp_json(env, &["deploy", "remove"]);
+    let removed = mp_json(env, &["deploy", "remove", "--all"]);
     assert!(
         removed.iter().any(|c| c.contains("stack removed")),
         "{removed:?}"
@@ -442,7 +453,7 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
         ),
         ""
     );
-    assert!(mp_json(env, &["deploy", "remove"]).is_empty());
+    assert!(mp_json(env, &["deploy", "remove", "--all"]).is_empty());
     let out = run(env, &["deploy", "status"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

@@ -170,7 +170,9 @@ pub(crate) fn init_example(lab: &Lab, work: &Path) -> PathBuf {
 
 /// The example app as the deploy test sets it up (web, worker, migrate job, cleanup cron; the
 /// runtime's Caddy and PostgreSQL; its secrets), built, rolled out and routed, in a fresh
-/// temporary directory. Over a stack that runs already this changes little.
+/// temporary directory. Over a stack that runs already this changes little. Its PostgreSQL
+/// password is the deploy test's, which leaves the stack running: PostgreSQL keeps the password
+/// of its volume's first start.
 pub(crate) struct Example {
     pub(crate) _work: tempfile::TempDir,
     /// The env directory.
@@ -183,7 +185,8 @@ pub(crate) fn deployed_example(lab: &Lab) -> Example {
     mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
     mp(&env, &["code", "worker", "worker"]);
     mp(&env, &["code", "job", "migrate"]);
-    mp(&env, &["code", "cron", "cleanup", "--cron", "*/5 * * * *"]);
+    // Daily, so that no run starts while a test counts tasks.
+    mp(&env, &["code", "cron", "cleanup", "--cron", "0 3 * * *"]);
     let values = work.path().join("values");
     std::fs::create_dir_all(&values).unwrap();
     std::fs::write(values.join("pg"), "pg-password-1").unwrap();

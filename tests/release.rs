@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{minipaas, Lab};
-use crate::deploy::{get, init_example, mp, mp_json, remove_stack, text, wait_for, STACK};
+use crate::deploy::{
+    deployed_example, get, mp, mp_json, remove_stack, text, wait_for, Example, STACK,
+};
 use crate::images::BASE;
 use crate::site::lab::provisioned;
 
@@ -135,38 +137,13 @@ fn step(action: &str, version: &str, result: &str) -> (String, String, String) {
 }
 
 /// The example app at version 1 on a stack without history, as a user sets it up.
-fn deployed_app(lab: &Lab, work: &Path) -> PathBuf {
+fn deployed_app(lab: &Lab) -> Example {
     remove_stack(lab);
-    let app = init_example(lab, work);
-    let env = app.join("deploy");
-    mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
-    mp(&env, &["code", "worker", "worker"]);
-    mp(&env, &["code", "job", "migrate"]);
-    mp(&env, &["code", "cron", "cleanup", "--cron", "0 3 * * *"]);
-    std::fs::write(work.join("pg"), "pg-password").unwrap();
-    let pg = work.join("pg").display().to_string();
-    mp(
-        &env,
-        &[
-            "secret",
-            "create",
-            "postgres_password",
-            &pg,
-            "--for",
-            "postgres",
-            "web",
-            "worker",
-            "migrate",
-            "cleanup",
-        ],
-    );
-    mp(&env, &["deploy", "build"]);
-    mp(&env, &["deploy", "rollout", "--timeout", "300"]);
-    mp(&env, &["deploy", "routing"]);
+    let ex = deployed_example(lab);
     wait_for("version 1 through Caddy", 90, || {
         get(lab, "/").filter(|b| *b == hello("1"))
     });
-    env
+    ex
 }
 
 /// The image's tag of every running task of `service`.
@@ -191,8 +168,8 @@ fn has_service(lab: &Lab, service: &str) -> bool {
 #[test]
 fn lab_release_zero_downtime_rollback_history_and_canary() {
     let (_guard, _, lab) = provisioned();
-    let work = tempfile::tempdir().unwrap();
-    let env = deployed_app(&lab, work.path());
+    let ex = deployed_app(&lab);
+    let env = ex.env.clone();
     let app = env.parent().unwrap().to_path_buf();
     assert_eq!(
         steps(&history(&env)),

@@ -109,7 +109,7 @@ pub enum DeployCommand {
     /// Set replicated services to N replicas and record N in compose.apps.yaml, so that the
     /// next rollout keeps them.
     Scale(day2::ScaleArgs),
-    /// Remove services, or without names the whole stack (volumes, secrets and configs stay).
+    /// Remove services, or with `--all` the whole stack (volumes, secrets and configs stay).
     Remove(day2::RemoveArgs),
 }
 

@@ -83,9 +83,15 @@ pub struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["services", "all"])))]
 pub struct RemoveArgs {
-    /// Services to remove; the whole stack when none is named.
+    /// Services to remove.
     pub services: Vec<String>,
+    /// Remove the whole stack: every service and its networks (volumes, secrets, configs and
+    /// the deploy history stay). Named explicitly so a forgotten argument cannot take a
+    /// production stack down.
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub env: EnvArgs,
     /// Seconds to wait for a removed stack's services and networks to be gone.
