@@ -170,9 +170,7 @@ pub(crate) fn init_example(lab: &Lab, work: &Path) -> PathBuf {
 
 /// The example app as the deploy test sets it up (web, worker, migrate job, cleanup cron; the
 /// runtime's Caddy and PostgreSQL; its secrets), built, rolled out and routed, in a fresh
-/// temporary directory. Over a stack that runs already this changes little. Its PostgreSQL
-/// password is the deploy test's, which leaves the stack running: PostgreSQL keeps the password
-/// of its volume's first start.
+/// temporary directory. Over a stack that runs already this changes little.
 pub(crate) struct Example {
     pub(crate) _work: tempfile::TempDir,
     /// The env directory.
@@ -195,6 +193,13 @@ pub(crate) fn deployed_example(lab: &Lab) -> Example {
     let (pg, app_secret) = (pg.to_str().unwrap(), app_secret.to_str().unwrap());
     let mut create_pg = vec!["secret", "create", "postgres_password", pg, "--for"];
     create_pg.extend(["postgres", "web", "worker", "migrate", "cleanup"]);
+    // PostgreSQL keeps the password of its volume's first start: a stack left with another
+    // password goes first.
+    let mut check_pg = create_pg.clone();
+    check_pg.push("--check");
+    if !mp_json(&env, &check_pg).is_empty() {
+        remove_stack(lab);
+    }
     mp(&env, &create_pg);
     mp(
         &env,
