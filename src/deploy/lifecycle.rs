@@ -12,10 +12,10 @@
 //! - `pending`: fewer tasks run than desired and none failed recently (starting, pulling, no
 //!   node free yet), an update is in flight, or a job is still running.
 //! - `unhealthy`: fewer run than desired and tasks failed recently (within [`RECENT_MINUTES`]
-//!   by the manager's clock) while some still run, or a task that replaced one of them has only
-//!   just started (a crash loop caught between two failures), or the failures were failed healthchecks
-//!   (swarm kills an unhealthy task, so a failing healthcheck shows as failed tasks), or an
-//!   update paused on a failure.
+//!   by the manager's clock) while some still run, or a task that replaced one of them has
+//!   only just started (a crash loop caught between two failures), or the failures were failed
+//!   healthchecks (swarm kills an unhealthy task, so a failing healthcheck shows as failed
+//!   tasks), or an update paused on a failure.
 //! - `failed`: nothing runs and tasks failed recently or every slot's latest task failed; a job
 //!   that ran out of attempts; a cron service whose last run failed.
 
@@ -247,6 +247,8 @@ struct Node {
 
 /// One command on the manager for everything status needs: the stack's services, all their
 /// tasks and the nodes' names, as one JSON object (`{"Missing": true}` without the stack).
+/// Swarm prunes old tasks as new ones come (a crash loop), so a task listed a moment ago may
+/// be gone: `docker inspect` still prints the others, and its exit status is ignored.
 fn gather_script(stack: &str) -> String {
     let stack = shell_quote(stack);
     format!(
@@ -257,7 +259,7 @@ fn gather_script(stack: &str) -> String {
            \"$(date -u -d '{PROVEN_SECONDS} seconds ago' +%Y-%m-%dT%H:%M:%SZ)\"; \
          docker service inspect $ids; printf ', \"Tasks\": '; \
          tasks=$(docker service ps -q --no-trunc $ids); \
-         if [ -n \"$tasks\" ]; then docker inspect $tasks; else echo '[]'; fi; \
+         if [ -n \"$tasks\" ]; then docker inspect $tasks 2>/dev/null || true; else echo '[]'; fi; \
          printf ', \"Nodes\": ['; docker node ls --format '{{{{json .}}}}' | paste -sd, -; echo ']}}'"
     )
 }
