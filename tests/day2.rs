@@ -293,9 +293,10 @@ fn lab_day2_scale_restart_and_remove_a_service() {
         after.iter().all(|id| !before.contains(id)),
         "{before:?} {after:?}"
     );
-    assert!(get(&lab, "/")
-        .unwrap()
-        .starts_with("hello from minipaas example"));
+    let hello = wait_for("the app through Caddy after the restart", 30, || {
+        get(&lab, "/")
+    });
+    assert!(hello.starts_with("hello from minipaas example"), "{hello}");
 
     // Remove one service: gone, again changes nothing, and a rollout brings it back.
     let worker = format!("{STACK}_worker");
