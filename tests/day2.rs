@@ -346,7 +346,12 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     let stack = "mpday2x";
     lab.ssh_ok(
         "node1",
-        &format!("docker stack rm {stack} >/dev/null 2>&1; true"),
+        // And wait until it is gone: a deploy while its network goes fails.
+        &format!(
+            "docker stack rm {stack} >/dev/null 2>&1; \
+             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={stack})\" ] \
+               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
+        ),
     );
     mp(
         env,
@@ -376,14 +381,16 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
     // A failed service: exit 4, with the reason.
-    let doc = wait_for("crash to read as failed", 60, || {
+    let doc = wait_for("crash to read as failed, sleeper as running", 90, || {
         let (code, doc) = status(env);
-        // The first attempts may fail attaching to the fresh overlay network instead.
+        // The first attempts may fail attaching to the fresh overlay network instead, sleeper's
+        // too: until its next task runs, sleeper reads failed, rightly.
         let crash = service(&doc, "crash");
         let crashed = crash["message"]
             .as_str()
             .is_some_and(|m| m.contains("non-zero exit (1)"));
-        (crash["health"] == "failed" && crashed).then(|| {
+        let sleeping = service(&doc, "sleeper")["health"] == "running";
+        (crash["health"] == "failed" && crashed && sleeping).then(|| {
             assert_eq!(code, Some(4), "{doc:#}");
             doc.to_string()
         })
