@@ -6,6 +6,9 @@ Wall time is the median of the measured runs; each tool first applies the plan o
 so every measured run is a no-op, and the harness checks that it changed nothing.
 Peak memory: minipaas's max RSS from `/usr/bin/time -v`; for Ansible and pyinfra the largest sum
 of RSS over their whole process tree, sampled every 50 ms.
+On 1 host, the harness also counts the processes (and threads) each run started on the node: the
+last PID the node's PID namespace handed out, read from its /proc/loadavg before and after the
+run, less what reading it costs. Deterministic where times are not: the work a run gives a node.
 """
 
 import argparse
@@ -30,6 +33,8 @@ class Lab:
     """The lab inventory written by `minipaas lab up`: hosts in file order, key, known_hosts."""
 
     def __init__(self, path: Path):
+        # `lab up --name NAME` writes inventories/NAME.yaml; its containers are NAME-HOST.
+        self.name = path.stem
         raw = yaml.safe_load(path.read_text())
         a = raw["all"]
         self.user = a.get("user", "root")
@@ -125,6 +130,31 @@ class Fail(Exception):
     pass
 
 
+class PidCounter:
+    """Processes started on one lab node, from the last PID its namespace handed out (the last
+    field of /proc/loadavg, which is per PID namespace)."""
+
+    def __init__(self, container: str):
+        self.container = container
+        # Reading the counter through `docker exec` takes PIDs of its own; measured, not assumed.
+        costs = []
+        for _ in range(3):
+            a = self.last_pid()
+            costs.append(self.last_pid() - a)
+        self.cost = min(costs)
+
+    def last_pid(self) -> int:
+        out = subprocess.run(["docker", "exec", self.container, "cat", "/proc/loadavg"],
+                             capture_output=True, text=True, check=True).stdout
+        return int(out.split()[4])
+
+    def count(self, fn):
+        """Runs `fn`; returns its result and the PIDs the node handed out meanwhile."""
+        before = self.last_pid()
+        result = fn()
+        return result, self.last_pid() - before - self.cost
+
+
 def check(ok: bool, what: str, out: str, err: str):
     if not ok:
         raise Fail(f"{what}\n--- stdout (tail)\n{out[-3000:]}\n--- stderr (tail)\n{err[-3000:]}")
@@ -208,49 +238,71 @@ def main():
     ap.add_argument("--venv", type=Path, required=True)
     ap.add_argument("--hosts", default="1,10,30")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tools", default="minipaas,ansible,pyinfra",
+                    help="which tools to measure (N x `ssh true` always runs)")
     ap.add_argument("--out", type=Path, required=True, help="work directory (inventories, results)")
     args = ap.parse_args()
     args.lab = Lab(args.inventory)
     counts = [int(x) for x in args.hosts.split(",")]
+    tools = [t for t in ("minipaas", "ansible", "pyinfra") if t in args.tools.split(",")]
     if max(counts) > len(args.lab.hosts):
         sys.exit(f"the lab has {len(args.lab.hosts)} nodes; {max(counts)} needed")
     rows = []
+    pids = {}
+    # The machine's 1-minute load average after every measured run, per host count.
+    loads = {}
     for n in counts:
         inv = args.out / f"{n}-hosts"
         args.lab.write_inventories(n, inv)
         t = Tools(args, inv, n)
-        runs = {"ssh": [], "minipaas": [], "ansible": [], "pyinfra": []}
-        mem = {"minipaas": [], "ansible": [], "pyinfra": []}
+        runs = {k: [] for k in ["ssh"] + tools}
+        mem = {k: [] for k in tools}
+        counter = PidCounter(f"{args.lab.name}-{args.lab.hosts[0][0]}") if n == 1 else None
         print(f"== {n} host(s): warm-up (apply) runs", flush=True)
-        for name in ("minipaas", "ansible", "pyinfra"):
+        for name in tools:
             wall, _ = getattr(t, name)(noop=False)
             print(f"   {name} apply: {wall:.2f} s", flush=True)
         for r in range(args.runs):
             # Interleaved, so load from elsewhere on the machine spreads over every tool.
-            for name in ("ssh", "minipaas", "ansible", "pyinfra"):
-                wall, peak = t.ssh() if name == "ssh" else getattr(t, name)(noop=True)
+            for name in ["ssh"] + tools:
+                run = t.ssh if name == "ssh" else lambda: getattr(t, name)(noop=True)
+                (wall, peak), started = counter.count(run) if counter else (run(), None)
                 runs[name].append(wall)
+                if started is not None:
+                    pids.setdefault(name, []).append(started)
                 if name in mem:
                     mem[name].append(peak)
+                loads.setdefault(n, []).append(os.getloadavg()[0])
                 print(f"   run {r + 1} {name}: {wall:.2f} s"
-                      + (f", peak {peak / 2**20:.1f} MB" if peak else ""), flush=True)
+                      + (f", peak {peak / 2**20:.1f} MB" if peak else "")
+                      + (f", {started} PIDs on the node" if started is not None else ""),
+                      flush=True)
         med = {k: statistics.median(v) for k, v in runs.items()}
         peak = {k: max(v) for k, v in mem.items()}
         rows.append((n, med, peak, runs))
 
-    lines = [
-        "| hosts | N × `ssh true` | minipaas | Ansible | pyinfra | Ansible ÷ minipaas "
-        "| pyinfra ÷ minipaas | minipaas peak RSS | Ansible peak RSS (sum) | pyinfra peak RSS (sum) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    names = {"minipaas": "minipaas", "ansible": "Ansible", "pyinfra": "pyinfra"}
+    others = [k for k in tools if k != "minipaas"]
+    mb = lambda b: f"{b / 2**20:.1f} MB"  # noqa: E731
+    head = ["hosts", "N × `ssh true`"] + [names[k] for k in tools]
+    if "minipaas" in tools:
+        head += [f"{names[k]} ÷ minipaas" for k in others]
+    head += [f"{names[k]} peak RSS" + (" (sum)" if k != "minipaas" else "") for k in tools]
+    head += ["load average (1 min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * (len(head) - 1) + "---|"]
     for n, med, peak, _ in rows:
-        mb = lambda b: f"{b / 2**20:.1f} MB"  # noqa: E731
-        lines.append(
-            f"| {n} | {med['ssh']:.2f} s | {med['minipaas']:.2f} s | {med['ansible']:.2f} s "
-            f"| {med['pyinfra']:.2f} s | {med['ansible'] / med['minipaas']:.1f}× "
-            f"| {med['pyinfra'] / med['minipaas']:.1f}× | {mb(peak['minipaas'])} "
-            f"| {mb(peak['ansible'])} | {mb(peak['pyinfra'])} |"
-        )
+        cells = [str(n), f"{med['ssh']:.2f} s"] + [f"{med[k]:.2f} s" for k in tools]
+        if "minipaas" in tools:
+            cells += [f"{med[k] / med['minipaas']:.1f}×" for k in others]
+        cells += [mb(peak[k]) for k in tools]
+        lo = loads[n]
+        cells += [f"{min(lo):.1f}–{max(lo):.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if pids:
+        lines += ["", "Processes (and threads) started on the node per no-op run, 1 host, every run:"]
+        for k, v in pids.items():
+            label = "N × `ssh true`" if k == "ssh" else names[k]
+            lines.append(f"- {label}: " + ", ".join(str(x) for x in v))
     raw = ["", f"Wall times are medians of {args.runs} no-op runs; every run:"]
     for n, _, _, runs in rows:
         for k, v in runs.items():

@@ -4,6 +4,7 @@
 #
 #   bench/provision.sh                 # hosts 1,10,30; 3 measured runs each
 #   HOSTS=1,10 RUNS=5 bench/provision.sh
+#   TOOLS=minipaas bench/provision.sh  # only minipaas (and N x `ssh true`)
 #   KEEP_LAB=1 bench/provision.sh      # leave the `bench` lab running afterwards
 #
 # Needs Docker (for `minipaas lab`) and python3 with venv; ansible-core and pyinfra come from PyPI
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 HOSTS=${HOSTS:-1,10,30}
 RUNS=${RUNS:-3}
+TOOLS=${TOOLS:-minipaas,ansible,pyinfra}
 VENV=target/bench-venv
 OUT=target/bench
 max=$(tr ',' '\n' <<<"$HOSTS" | sort -n | tail -1)
@@ -20,6 +22,7 @@ max=$(tr ',' '\n' <<<"$HOSTS" | sort -n | tail -1)
 cargo build --release --quiet
 MINIPAAS=$PWD/target/release/minipaas
 
+# The harness itself needs PyYAML from the venv, whichever tools run.
 if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet ansible-core pyinfra
@@ -38,4 +41,4 @@ fi
 
 mkdir -p "$OUT"
 "$VENV/bin/python" bench/harness.py --inventory inventories/bench.yaml --minipaas "$MINIPAAS" \
-    --venv "$PWD/$VENV" --hosts "$HOSTS" --runs "$RUNS" --out "$PWD/$OUT"
+    --venv "$PWD/$VENV" --hosts "$HOSTS" --runs "$RUNS" --tools "$TOOLS" --out "$PWD/$OUT"

@@ -190,7 +190,7 @@ fn lab_node_runs_nested_docker_on_overlay2_and_nftables() {
 #[test]
 fn lab_shared_lab_answers_strict_ssh_on_every_node() {
     let lab = common::lab();
-    assert_eq!(lab.name, "mptest");
+    assert_eq!(lab.name, common::shared_lab_name());
     assert_eq!(
         lab.nodes
             .iter()
@@ -208,7 +208,10 @@ fn lab_shared_lab_answers_strict_ssh_on_every_node() {
     }
     let inventory = std::fs::read_to_string(&lab.inventory).unwrap();
     assert!(
-        inventory.starts_with("# written by `minipaas lab up --name mptest`"),
+        inventory.starts_with(&format!(
+            "# written by `minipaas lab up --name {}`",
+            lab.name
+        )),
         "{inventory}"
     );
 }
@@ -226,7 +229,7 @@ fn lab_up_refuses_to_reshape_an_existing_lab() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("node `node3` beyond --nodes 2"), "{stderr}");
     assert!(
-        stderr.contains("minipaas lab down --name mptest"),
+        stderr.contains(&format!("minipaas lab down --name {}", lab.name)),
         "{stderr}"
     );
     // The shared lab is untouched.

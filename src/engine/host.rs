@@ -302,7 +302,7 @@ impl HostRun<'_> {
                 } = &u.kind
                 {
                     if *s == sudo {
-                        batch.push(&module.probe());
+                        batch.push(module.probe());
                         slots.push(i);
                     }
                 }
@@ -312,7 +312,7 @@ impl HostRun<'_> {
             }
             let ctx = self.context(sudo);
             let out = ctx
-                .run(batch.script(), None)
+                .run(&batch.script(), None)
                 .await
                 .map_err(|e| crate::error::chain(&e))?;
             let parts = batch.split(&out.stdout_str());
@@ -493,7 +493,11 @@ impl HostRun<'_> {
             UnitKind::Broken(e) => r.fail(e),
             UnitKind::Local => self.run_local(task, &unit.vars, &mut r),
             UnitKind::Module { module, sudo, seen } => {
-                let seen = seen.unwrap_or_default();
+                // `run_task` probes every unit before running it.
+                let Some(seen) = seen else {
+                    r.fail("the host gave no answer to this task's probe".into());
+                    return r;
+                };
                 let ctx = self.context(sudo);
                 if let Err(e) = self
                     .run_module(task, &module, &seen, &ctx, &unit.vars, &mut r)

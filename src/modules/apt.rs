@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::template::shell_quote;
 
 use super::context::Context;
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -83,7 +83,7 @@ impl Apt {
             .collect()
     }
 
-    pub fn probe(&self) -> String {
+    pub fn probe(&self) -> Probe {
         let names: Vec<String> = self.names().iter().map(|n| shell_quote(n)).collect();
         let mut s = format!(
             "dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' {} 2>/dev/null; ",
@@ -98,13 +98,13 @@ impl Apt {
         s.push_str(
             "echo \"T\\t$(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo 0)\\t$(date +%s)\"",
         );
-        s
+        Probe::Shell(s)
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
         let mut installed: Vec<(String, String)> = Vec::new();
         let mut candidate: Vec<(String, String)> = Vec::new();
-        for line in seen.stdout.lines() {
+        for line in seen.output()?.lines() {
             let f: Vec<&str> = line.split('\t').collect();
             match f.as_slice() {
                 ["C", name, ver] => {
@@ -233,7 +233,7 @@ mod tests {
     use serde_json::json;
 
     fn seen(s: &str) -> Seen {
-        Seen {
+        Seen::Output {
             code: Some(0),
             stdout: s.into(),
         }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::template::shell_quote;
 
 use super::context::Context;
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug)]
 pub struct Command {
@@ -44,7 +44,7 @@ impl Command {
 
     /// Prints `skip` when a guard says the command has nothing to do. `unless` is a read-only
     /// command by contract: it runs in check mode too.
-    pub fn probe(&self) -> String {
+    pub fn probe(&self) -> Probe {
         let mut s = String::new();
         if let Some(c) = &self.creates {
             s.push_str(&format!(
@@ -64,11 +64,11 @@ impl Command {
             ));
         }
         s.push_str("echo run");
-        s
+        Probe::Shell(s)
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        Ok(if seen.stdout.trim() == "skip" {
+        Ok(if seen.output()?.trim() == "skip" {
             Vec::new()
         } else {
             vec![Change::Run(self.cmd.clone())]

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::context::{Attrs, Context};
 use super::files::{self, Kind};
-use super::{Applied, BuildCtx, Change, ModuleError, Seen};
+use super::{Applied, BuildCtx, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug)]
 pub struct Content {
@@ -67,20 +67,23 @@ impl Content {
         })
     }
 
-    pub fn probe(&self) -> String {
-        files::probe(&self.dest, false)
+    pub fn probe(&self) -> Probe {
+        Probe::Path {
+            path: self.dest.clone(),
+            content: false,
+        }
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let st = files::parse(seen)?;
-        Ok(match st.kind {
+        let st = files::state(seen)?;
+        Ok(match &st.kind {
             Kind::Missing => vec![Change::Create],
             Kind::File => {
                 let mut c = Vec::new();
                 if st.sha256.as_deref() != Some(self.sha256.as_str()) {
                     c.push(Change::Content);
                 }
-                c.extend(files::attr_changes(&st, &self.attrs));
+                c.extend(files::attr_changes(st, &self.attrs));
                 c
             }
             other => vec![Change::Replace {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::context::{Attrs, Context};
 use super::files::{self, Kind};
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug)]
 pub struct Cron {
@@ -86,8 +86,11 @@ impl Cron {
         })
     }
 
-    pub fn probe(&self) -> String {
-        files::probe(&self.path, true)
+    pub fn probe(&self) -> Probe {
+        Probe::Path {
+            path: self.path.clone(),
+            content: true,
+        }
     }
 
     pub fn wanted_content(&self) -> Option<Vec<u8>> {
@@ -122,8 +125,8 @@ impl Cron {
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let st = files::parse(seen)?;
-        let old = match st.kind {
+        let st = files::state(seen)?;
+        let old = match &st.kind {
             Kind::File => {
                 String::from_utf8_lossy(st.content.as_deref().unwrap_or_default()).into_owned()
             }

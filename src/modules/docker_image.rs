@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::template::shell_quote;
 
 use super::context::Context;
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug)]
 pub struct DockerImage {
@@ -42,15 +42,15 @@ impl DockerImage {
         })
     }
 
-    pub fn probe(&self) -> String {
-        format!(
+    pub fn probe(&self) -> Probe {
+        Probe::Shell(format!(
             "docker image inspect --format '{{{{.Id}}}}' {} 2>/dev/null || true",
             shell_quote(&self.name)
-        )
+        ))
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        Ok(if seen.stdout.trim() == self.id {
+        Ok(if seen.output()?.trim() == self.id {
             Vec::new()
         } else {
             vec![Change::LoadImage(self.name.clone())]
@@ -86,7 +86,7 @@ mod tests {
             &json!({"name": "app:1", "id": "sha256:abc", "archive": "/tmp/app.tar"}),
         )
         .unwrap();
-        let seen = |s: &str| Seen {
+        let seen = |s: &str| Seen::Output {
             code: Some(0),
             stdout: s.into(),
         };
@@ -96,7 +96,7 @@ mod tests {
             vec![Change::LoadImage("app:1".into())]
         );
         assert_eq!(m.check(&seen("")).unwrap().len(), 1);
-        assert!(m.probe().contains("'{{.Id}}'"));
+        assert!(matches!(m.probe(), Probe::Shell(s) if s.contains("'{{.Id}}'")));
         assert!(DockerImage::new(&json!({"name": "a", "id": "abc", "archive": "/x"})).is_err());
     }
 }

@@ -7,7 +7,7 @@ use crate::template::shell_quote;
 
 use super::context::{attr_commands, Attrs, Context};
 use super::files::{self, Kind};
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,17 +56,20 @@ impl File {
         })
     }
 
-    pub fn probe(&self) -> String {
-        files::probe(&self.path, false)
+    pub fn probe(&self) -> Probe {
+        Probe::Path {
+            path: self.path.clone(),
+            content: false,
+        }
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let st = files::parse(seen)?;
+        let st = files::state(seen)?;
         let mut c = Vec::new();
         match (self.state, &st.kind) {
             (State::Absent, Kind::Missing) => {}
             (State::Absent, _) => c.push(Change::Remove),
-            (State::Directory, Kind::Dir) => c.extend(files::attr_changes(&st, &self.attrs)),
+            (State::Directory, Kind::Dir) => c.extend(files::attr_changes(st, &self.attrs)),
             (State::Directory, Kind::Missing) => c.push(Change::Create),
             (State::Directory, k) => c.push(Change::Replace {
                 from: k.label().into(),
@@ -92,7 +95,7 @@ impl File {
                 })
             }
             (State::File | State::Touch, Kind::File) => {
-                c.extend(files::attr_changes(&st, &self.attrs))
+                c.extend(files::attr_changes(st, &self.attrs))
             }
             (State::Touch, Kind::Missing) => c.push(Change::Create),
             (State::File | State::Touch, k) => {

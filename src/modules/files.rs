@@ -39,75 +39,290 @@ pub struct PathState {
     pub group: String,
     pub uid: String,
     pub gid: String,
+    /// In bytes.
+    pub size: u64,
     /// sha256 of a regular file's content.
     pub sha256: Option<String>,
     /// The content itself, when the probe asked for it.
     pub content: Option<Vec<u8>>,
 }
 
-/// A probe that prints the state of `path` (no symlink is followed) and, with `content`, the
-/// file's bytes in base64.
-pub fn probe(path: &str, content: bool) -> String {
-    let p = shell_quote(path);
-    let mut s = format!(
-        "if [ -L {p} ]; then echo \"L $(readlink {p})\"; elif [ -d {p} ]; then echo D; \
-         elif [ -f {p} ]; then echo F; elif [ -e {p} ]; then echo O; else echo N; exit 0; fi; \
-         stat -c '%a %U %G %u %g' {p}; if [ -f {p} ] && [ ! -L {p} ]; then sha256sum < {p} | cut -c1-64"
-    );
-    if content {
-        s.push_str(&format!("; base64 -w0 < {p}; echo"));
-    }
-    s.push_str("; fi");
-    s
+/// The path probes of one batch, answered with one `stat` for every path, one `sha256sum` for
+/// every regular file and one `base64` for the contents asked for, rather than a few processes
+/// per path: on a no-op run these processes are most of the work a host does.
+///
+/// Each path is asked about once however many tasks ask; links are never followed.
+#[derive(Debug, Default)]
+pub struct PathProbes {
+    /// Distinct paths in the order first asked, and whether any asker wants the content.
+    paths: Vec<(String, bool)>,
 }
 
-pub fn parse(seen: &Seen) -> Result<PathState, ModuleError> {
-    let bad = || ModuleError::Probe {
-        message: format!("cannot read path state from `{}`", seen.stdout.trim()),
-    };
-    let mut lines = seen.stdout.lines();
-    let first = lines.next().ok_or_else(bad)?;
-    let kind = match first {
-        "N" => Kind::Missing,
-        "D" => Kind::Dir,
-        "F" => Kind::File,
-        "O" => Kind::Other,
-        l => Kind::Link(l.strip_prefix("L ").ok_or_else(bad)?.to_string()),
-    };
-    let mut st = PathState {
-        kind,
-        mode: String::new(),
-        owner: String::new(),
-        group: String::new(),
-        uid: String::new(),
-        gid: String::new(),
-        sha256: None,
-        content: None,
-    };
-    if st.kind == Kind::Missing {
-        return Ok(st);
+/// How a path is named on the command line: `stat`, `sha256sum` and `base64` read a lone `-` as
+/// standard input. The tools print the name as given, which is how answers are matched.
+fn arg(path: &str) -> String {
+    if path == "-" {
+        "./-".into()
+    } else {
+        path.into()
     }
-    let attrs: Vec<&str> = lines.next().ok_or_else(bad)?.split_whitespace().collect();
-    if attrs.len() != 5 {
-        return Err(bad());
+}
+
+impl PathProbes {
+    /// Adds a probe of `path` (with its bytes when `content`); returns the path's index.
+    pub fn add(&mut self, path: &str, content: bool) -> usize {
+        if let Some(i) = self.paths.iter().position(|(p, _)| p == path) {
+            self.paths[i].1 |= content;
+            return i;
+        }
+        self.paths.push((path.to_string(), content));
+        self.paths.len() - 1
     }
-    st.mode = normalize_mode_digits(attrs[0]);
-    st.owner = attrs[1].into();
-    st.group = attrs[2].into();
-    st.uid = attrs[3].into();
-    st.gid = attrs[4].into();
-    if st.kind == Kind::File {
-        st.sha256 = lines.next().map(|l| l.trim().to_string());
-        if let Some(b64) = lines.next() {
-            use base64::Engine;
-            st.content = Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|_| bad())?,
-            );
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Three read-only scripts whose outputs [`PathProbes::parse`] takes, in this order: the
+    /// `stat` of every path (missing ones print nothing), the `sha256sum` of the regular files,
+    /// and the indices of the readable files whose content is asked for, then their bytes
+    /// concatenated, in base64 on one line. Only builtins besides those three commands.
+    pub fn scripts(&self) -> [String; 3] {
+        let quoted: Vec<String> = self
+            .paths
+            .iter()
+            .map(|(p, _)| shell_quote(&arg(p)))
+            .collect();
+        let stat = format!(
+            "QUOTING_STYLE=literal stat --printf '%f %a %U %G %u %g %s %n\\0%N\\0' -- {}",
+            quoted.join(" ")
+        );
+        let mut sums = String::from("set --\n");
+        for p in &quoted {
+            sums.push_str(&format!(
+                "if [ -f {p} ] && [ ! -L {p} ]; then set -- \"$@\" {p}; fi\n"
+            ));
+        }
+        sums.push_str("if [ $# -gt 0 ]; then sha256sum -- \"$@\"; fi");
+        let mut data = String::from("set --; l=\n");
+        for (i, p) in quoted.iter().enumerate() {
+            if self.paths[i].1 {
+                data.push_str(&format!(
+                    "if [ -f {p} ] && [ ! -L {p} ] && [ -r {p} ]; then l=\"$l {i}\"; set -- \"$@\" {p}; fi\n"
+                ));
+            }
+        }
+        data.push_str(
+            "echo \"$l\"\ncase $# in 0) ;; 1) base64 -w0 -- \"$1\" ;; *) cat -- \"$@\" | base64 -w0 ;; esac\necho",
+        );
+        [stat, sums, data]
+    }
+
+    /// The state of every path, in [`PathProbes::add`] order, from what the three scripts
+    /// printed. A path whose answer cannot be read, or whose bytes do not match the hash read
+    /// beside them (it changed meanwhile), gets an error message instead.
+    pub fn parse(&self, stat: &str, sums: &str, data: &str) -> Vec<Result<PathState, String>> {
+        let n = self.paths.len();
+        let states = match self.parse_stat(stat) {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e); n],
+        };
+        let mut out: Vec<Result<PathState, String>> = states.into_iter().map(Ok).collect();
+        let mut sums = parse_sums(sums).into_iter().peekable();
+        for (i, (path, _)) in self.paths.iter().enumerate() {
+            if let Ok(st) = &mut out[i] {
+                if st.kind == Kind::File && sums.peek().is_some_and(|(name, _)| *name == arg(path))
+                {
+                    st.sha256 = sums.next().map(|(_, sum)| sum);
+                }
+            }
+        }
+        if let Err((indices, e)) = self.parse_data(data, &mut out) {
+            for i in indices {
+                out[i] = Err(e.clone());
+            }
+        }
+        out
+    }
+
+    /// One state per path; missing paths are those `stat` printed nothing for.
+    fn parse_stat(&self, text: &str) -> Result<Vec<PathState>, String> {
+        let bad = |r: &str| format!("cannot read a path's state from `stat`: `{}`", r.trim());
+        let mut fields = text.split('\0');
+        let mut records = Vec::new();
+        while let Some(head) = fields.next() {
+            if head.trim().is_empty() {
+                continue;
+            }
+            let quoted = fields.next().ok_or_else(|| bad(head))?;
+            let f: Vec<&str> = head.trim_start().splitn(8, ' ').collect();
+            if f.len() != 8 {
+                return Err(bad(head));
+            }
+            let raw = u32::from_str_radix(f[0], 16).map_err(|_| bad(head))?;
+            records.push((raw, f, quoted));
+        }
+        let mut records = records.into_iter().peekable();
+        let mut out = Vec::new();
+        for (path, _) in &self.paths {
+            let name = arg(path);
+            let Some((raw, f, quoted)) = records.next_if(|(_, f, _)| f[7] == name) else {
+                out.push(PathState::missing());
+                continue;
+            };
+            // The file type bits of st_mode.
+            let kind = match raw & 0o170000 {
+                0o120000 => Kind::Link(
+                    quoted
+                        .strip_prefix(&format!("{name} -> "))
+                        .ok_or_else(|| {
+                            format!("cannot read where link `{path}` points: `{quoted}`")
+                        })?
+                        .to_string(),
+                ),
+                0o040000 => Kind::Dir,
+                0o100000 => Kind::File,
+                _ => Kind::Other,
+            };
+            out.push(PathState {
+                kind,
+                mode: normalize_mode_digits(f[1]),
+                owner: f[2].into(),
+                group: f[3].into(),
+                uid: f[4].into(),
+                gid: f[5].into(),
+                size: f[6].parse().map_err(|_| bad(f.join(" ").as_str()))?,
+                sha256: None,
+                content: None,
+            });
+        }
+        if let Some((_, f, _)) = records.next() {
+            return Err(format!(
+                "`stat` answered for `{}`, which was not asked",
+                f[7]
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Cuts the concatenated contents into the files they came from. On failure: the paths
+    /// concerned and why.
+    fn parse_data(
+        &self,
+        text: &str,
+        out: &mut [Result<PathState, String>],
+    ) -> Result<(), (Vec<usize>, String)> {
+        let asked: Vec<usize> = (0..self.paths.len()).filter(|i| self.paths[*i].1).collect();
+        let fail = |m: String| (asked.clone(), m);
+        let (list, b64) = text.split_once('\n').unwrap_or((text, ""));
+        let mut read = Vec::new();
+        for i in list.split_whitespace() {
+            match i.parse::<usize>() {
+                Ok(i) if i < self.paths.len() => read.push(i),
+                _ => {
+                    return Err(fail(format!(
+                        "cannot read the list of files read: `{list}`"
+                    )))
+                }
+            }
+        }
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| fail("cannot decode the contents of the files read".into()))?;
+        let changed = |path: &str| format!("`{path}` changed while it was read; run again");
+        let mut at = 0;
+        for &i in &read {
+            let path = &self.paths[i].0;
+            let Ok(st) = &mut out[i] else { continue };
+            let end = at + st.size as usize;
+            if st.kind != Kind::File || end > bytes.len() {
+                return Err(fail(changed(path)));
+            }
+            let part = &bytes[at..end];
+            at = end;
+            if st.sha256.as_deref() != Some(sha256_hex(part).as_str()) {
+                out[i] = Err(changed(path));
+                continue;
+            }
+            st.content = Some(part.to_vec());
+        }
+        if at != bytes.len() {
+            return Err(fail(
+                "the files read changed while they were read; run again".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `(name, sha256)` per line of `sha256sum` output; names holding `\` or a newline are escaped
+/// and the line then starts with `\`.
+fn parse_sums(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let (escaped, line) = match line.strip_prefix('\\') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let Some((sum, name)) = line.split_once("  ") else {
+            continue;
+        };
+        let name = if escaped {
+            unescape(name)
+        } else {
+            name.to_string()
+        };
+        out.push((name, sum.to_string()));
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
         }
     }
-    Ok(st)
+    out
+}
+
+impl PathState {
+    fn missing() -> PathState {
+        PathState {
+            kind: Kind::Missing,
+            mode: String::new(),
+            owner: String::new(),
+            group: String::new(),
+            uid: String::new(),
+            gid: String::new(),
+            size: 0,
+            sha256: None,
+            content: None,
+        }
+    }
+}
+
+/// The path state a module asked for, or why the host's answer could not be read.
+pub fn state(seen: &Seen) -> Result<&PathState, ModuleError> {
+    match seen {
+        Seen::Path(Ok(st)) => Ok(st),
+        Seen::Path(Err(message)) => Err(ModuleError::Probe {
+            message: message.clone(),
+        }),
+        other => Err(ModuleError::Probe {
+            message: format!("a path's state was asked for, the answer was {other:?}"),
+        }),
+    }
 }
 
 fn normalize_mode_digits(m: &str) -> String {
@@ -234,27 +449,127 @@ mod tests {
         assert!(parse_mode(&json!(999)).is_err());
     }
 
+    fn probes(paths: &[(&str, bool)]) -> PathProbes {
+        let mut p = PathProbes::default();
+        for (path, content) in paths {
+            p.add(path, *content);
+        }
+        p
+    }
+
     #[test]
-    fn parses_probe_output() {
-        let seen = Seen {
-            code: Some(0),
-            stdout: "F\n644 root root 0 0\nabc\naGk=\n".into(),
-        };
-        let st = parse(&seen).unwrap();
-        assert_eq!(st.kind, Kind::File);
-        assert_eq!(st.mode, "0644");
-        assert_eq!(st.content.as_deref(), Some(&b"hi"[..]));
+    fn parses_one_answer_for_many_paths() {
+        let p = probes(&[
+            ("/d", false),
+            ("/missing", false),
+            ("/l", false),
+            ("/f", true),
+            ("/odd\nname", false),
+            ("/fifo", false),
+        ]);
+        let stat = "41ed 755 root root 0 0 4096 /d\0/d\0\
+                    a1ff 777 root root 0 0 6 /l\0/l -> /a -> b\0\
+                    81a4 644 www adm 33 4 2 /f\0/f\0\
+                    8180 600 root root 0 0 1 /odd\nname\0/odd\nname\0\
+                    11a4 644 root root 0 0 0 /fifo\0/fifo\0";
+        let hi = sha256_hex(b"hi");
+        let x = sha256_hex(b"x");
+        let sums = format!("{hi}  /f\n\\{x}  /odd\\nname\n");
+        let got = p.parse(stat, &sums, " 3\naGk=");
+        let st = |i: usize| got[i].clone().unwrap();
+        assert_eq!(st(0).kind, Kind::Dir);
+        assert_eq!(st(0).mode, "0755");
+        assert_eq!(st(1).kind, Kind::Missing);
+        assert_eq!(st(2).kind, Kind::Link("/a -> b".into()));
+        let f = st(3);
+        assert_eq!(
+            (&f.kind, f.owner.as_str(), f.gid.as_str()),
+            (&Kind::File, "www", "4")
+        );
+        assert_eq!(f.sha256, Some(hi));
+        assert_eq!(f.content.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(st(4).sha256, Some(x));
+        assert_eq!(st(5).kind, Kind::Other);
         let want = Attrs {
             mode: Some("0600".into()),
-            owner: Some("0".into()),
-            group: Some("adm".into()),
+            owner: Some("33".into()),
+            group: Some("root".into()),
         };
-        assert_eq!(attr_changes(&st, &want).len(), 2);
-        let st = parse(&Seen {
-            code: Some(0),
-            stdout: "L /a b\n777 root root 0 0\n".into(),
-        })
-        .unwrap();
-        assert_eq!(st.kind, Kind::Link("/a b".into()));
+        assert_eq!(attr_changes(&f, &want).len(), 2);
+    }
+
+    #[test]
+    fn contents_that_changed_while_read_are_errors() {
+        let p = probes(&[("/a", true), ("/b", true)]);
+        let stat = "81a4 644 root root 0 0 2 /a\0/a\0\
+                    81a4 644 root root 0 0 1 /b\0/b\0";
+        let sums = format!("{}  /a\n{}  /b\n", sha256_hex(b"hi"), sha256_hex(b"x"));
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let ok = p.parse(stat, &sums, &format!(" 0 1\n{}", b64(b"hix")));
+        assert_eq!(ok[1].clone().unwrap().content.as_deref(), Some(&b"x"[..]));
+        // Same length, other bytes: only that file.
+        let one = p.parse(stat, &sums, &format!(" 0 1\n{}", b64(b"hiy")));
+        assert!(one[0].is_ok());
+        assert!(one[1]
+            .clone()
+            .unwrap_err()
+            .contains("`/b` changed while it was read"));
+        // Another length: the cut cannot be trusted for any file.
+        let all = p.parse(stat, &sums, &format!(" 0 1\n{}", b64(b"hixx")));
+        assert!(all.iter().all(Result::is_err));
+        // Unreadable: no content, as before.
+        let none = p.parse(stat, &sums, "\n");
+        assert_eq!(none[0].clone().unwrap().content, None);
+    }
+
+    /// The scripts as a host runs them (`sh` here; bash on most hosts), on every kind of path.
+    #[tokio::test]
+    async fn scripts_answer_through_a_real_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let at = |n: &str| d.join(n).to_str().unwrap().to_string();
+        std::fs::write(at("file"), "a=1\n").unwrap();
+        std::fs::write(at("we\\ird 'name'\n"), "").unwrap();
+        std::fs::create_dir(at("dir")).unwrap();
+        std::os::unix::fs::symlink("target with space", at("link")).unwrap();
+        let fifo = at("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let p = probes(&[
+            (&at("file"), true),
+            (&at("we\\ird 'name'\n"), true),
+            (&at("dir"), false),
+            (&at("link"), false),
+            (&at("missing"), true),
+            (&fifo, true),
+        ]);
+        let t = crate::transport::LocalTransport::new("local");
+        let mut outs = Vec::new();
+        for s in p.scripts() {
+            // A fifo read by mistake would block forever.
+            let out = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                t.exec(&format!("{{ {s}\n}} </dev/null 2>/dev/null"), None),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            outs.push(out.stdout_str());
+        }
+        let got = p.parse(&outs[0], &outs[1], outs[2].trim_end_matches('\n'));
+        let st = |i: usize| got[i].clone().unwrap();
+        assert_eq!(st(0).kind, Kind::File);
+        assert_eq!(st(0).sha256, Some(sha256_hex(b"a=1\n")));
+        assert_eq!(st(0).content.as_deref(), Some(&b"a=1\n"[..]));
+        assert_eq!(st(1).sha256, Some(sha256_hex(b"")));
+        assert_eq!(st(1).content.as_deref(), Some(&b""[..]));
+        assert_eq!(st(2).kind, Kind::Dir);
+        assert_eq!(st(3).kind, Kind::Link("target with space".into()));
+        assert_eq!(st(4).kind, Kind::Missing);
+        assert_eq!((st(5).kind, st(5).sha256), (Kind::Other, None));
     }
 }

@@ -8,7 +8,7 @@ use crate::template::shell_quote;
 
 use super::context::{attr_commands, Attrs, Context};
 use super::files::{self, Kind};
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug)]
 pub struct GetUrl {
@@ -49,15 +49,18 @@ impl GetUrl {
         })
     }
 
-    pub fn probe(&self) -> String {
-        files::probe(&self.dest, false)
+    pub fn probe(&self) -> Probe {
+        Probe::Path {
+            path: self.dest.clone(),
+            content: false,
+        }
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let st = files::parse(seen)?;
-        Ok(match st.kind {
+        let st = files::state(seen)?;
+        Ok(match &st.kind {
             Kind::File if st.sha256.as_deref() == Some(self.sha256.as_str()) => {
-                files::attr_changes(&st, &self.attrs)
+                files::attr_changes(st, &self.attrs)
             }
             Kind::File | Kind::Missing => vec![Change::Download(self.url.clone())],
             other => vec![Change::Replace {

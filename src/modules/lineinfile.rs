@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::context::{Attrs, Context};
 use super::files::{self, Kind};
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -106,8 +106,11 @@ impl LineInFile {
         })
     }
 
-    pub fn probe(&self) -> String {
-        files::probe(&self.path, true)
+    pub fn probe(&self) -> Probe {
+        Probe::Path {
+            path: self.path.clone(),
+            content: true,
+        }
     }
 
     pub fn wanted_content(&self) -> Option<Vec<u8>> {
@@ -154,8 +157,8 @@ impl LineInFile {
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let st = files::parse(seen)?;
-        let (old, exists) = match st.kind {
+        let st = files::state(seen)?;
+        let (old, exists) = match &st.kind {
             Kind::File => (
                 String::from_utf8_lossy(st.content.as_deref().unwrap_or_default()).into_owned(),
                 true,
@@ -178,7 +181,7 @@ impl LineInFile {
         let new = self.edit(&old);
         let mut c: Vec<Change> = self.wanted.record(exists, &old, new).into_iter().collect();
         if exists {
-            c.extend(files::attr_changes(&st, &self.attrs));
+            c.extend(files::attr_changes(st, &self.attrs));
         }
         Ok(c)
     }

@@ -325,11 +325,42 @@ impl fmt::Display for Change {
     }
 }
 
-/// What a probe printed.
-#[derive(Debug, Clone, Default)]
-pub struct Seen {
-    pub code: Option<u32>,
-    pub stdout: String,
+/// What a module asks the host before deciding. The engine answers the probes of many tasks in
+/// one script, and probes of one kind (paths, units) with one command for all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A read-only shell snippet, run in a subshell of its own; what it prints is the answer.
+    Shell(String),
+    /// The state of a path, links not followed ([`files::PathState`]); with `content`, the
+    /// file's bytes too.
+    Path { path: String, content: bool },
+    /// systemd's view of a unit ([`systemd::UnitState`]).
+    Unit(String),
+}
+
+/// The host's answer to a [`Probe`], of the same kind.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    Output {
+        code: Option<u32>,
+        stdout: String,
+    },
+    /// The state, or why it could not be read.
+    Path(Result<files::PathState, String>),
+    /// The state, or why it could not be read.
+    Unit(Result<systemd::UnitState, String>),
+}
+
+impl Seen {
+    /// What a shell probe printed.
+    pub fn output(&self) -> Result<&str, ModuleError> {
+        match self {
+            Seen::Output { stdout, .. } => Ok(stdout),
+            other => Err(ModuleError::Probe {
+                message: format!("a command's output was asked for, the answer was {other:?}"),
+            }),
+        }
+    }
 }
 
 /// What `apply` leaves for `register`, `changed_when` and `failed_when`.
@@ -421,8 +452,8 @@ impl Module {
         })
     }
 
-    /// A read-only shell snippet; its stdout is handed to `check`.
-    pub fn probe(&self) -> String {
+    /// What to ask the host; the answer is handed to `check`.
+    pub fn probe(&self) -> Probe {
         match self {
             Module::Content(m) => m.probe(),
             Module::File(m) => m.probe(),

@@ -7,7 +7,102 @@ use serde_json::Value;
 use crate::template::shell_quote;
 
 use super::context::Context;
-use super::{Applied, Change, ModuleError, Seen};
+use super::{Applied, Change, ModuleError, Probe, Seen};
+
+/// The properties a check reads. One `systemctl show` answers for every unit of a batch:
+/// systemctl is the slowest thing a no-op run starts on a host.
+const PROPERTIES: &str = "-p UnitFileState -p ActiveState -p NeedDaemonReload";
+
+/// systemd's view of a unit; empty strings where systemd has no value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitState {
+    /// `enabled`, `disabled`, `static`, `masked`, ...
+    pub file_state: String,
+    /// `active`, `inactive`, `failed`, ...
+    pub active: String,
+    /// `yes` when the unit's files changed on disk since systemd read them.
+    pub need_reload: String,
+}
+
+impl UnitState {
+    /// Reads `Key=value` lines as `systemctl show` prints them for one unit.
+    pub fn parse(text: &str) -> UnitState {
+        let get = |p: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(p))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        UnitState {
+            file_state: get("UnitFileState="),
+            active: get("ActiveState="),
+            need_reload: get("NeedDaemonReload="),
+        }
+    }
+}
+
+/// The unit probes of one batch, answered by one `systemctl show` for all of them.
+#[derive(Debug, Default)]
+pub struct UnitProbes {
+    units: Vec<String>,
+}
+
+/// Precedes each unit's answer when the units are asked one by one: no `Key=value` line
+/// starts with it.
+const ONE_BY_ONE: &str = "#unit";
+
+impl UnitProbes {
+    /// Adds a probe of `unit` (a name, not a pattern); returns its index.
+    pub fn add(&mut self, unit: &str) -> usize {
+        if let Some(i) = self.units.iter().position(|u| u == unit) {
+            return i;
+        }
+        self.units.push(unit.to_string());
+        self.units.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty()
+    }
+
+    /// A read-only script for [`UnitProbes::parse`]. `systemctl show` answers in the order
+    /// asked, a blank line between units; a name it refuses fails the whole call, and then
+    /// each unit is asked on its own, as a probe of one unit would have been.
+    pub fn script(&self) -> String {
+        let units: Vec<String> = self.units.iter().map(|u| shell_quote(u)).collect();
+        let units = units.join(" ");
+        format!(
+            "systemctl show {PROPERTIES} -- {units} || for u in {units}; do echo '{ONE_BY_ONE}'; \
+             systemctl show {PROPERTIES} -- \"$u\"; done"
+        )
+    }
+
+    /// Each unit's state, in [`UnitProbes::add`] order.
+    pub fn parse(&self, text: &str) -> Vec<Result<UnitState, String>> {
+        let n = self.units.len();
+        let blocks: Vec<&str> = if text.lines().any(|l| l == ONE_BY_ONE) {
+            // What the failed call printed before the first marker is not an answer.
+            text.split(&format!("{ONE_BY_ONE}\n")).skip(1).collect()
+        } else {
+            text.split("\n\n")
+                .filter(|b| !b.trim().is_empty())
+                .collect()
+        };
+        if blocks.len() != n {
+            let e = format!(
+                "`systemctl show` answered {} times for {n} units: `{}`",
+                blocks.len(),
+                text.trim()
+            );
+            return vec![Err(e); n];
+        }
+        blocks
+            .into_iter()
+            .map(|b| Ok(UnitState::parse(b)))
+            .collect()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,32 +149,33 @@ impl Systemd {
         })
     }
 
-    pub fn probe(&self) -> String {
+    pub fn probe(&self) -> Probe {
         match &self.name {
-            // One `systemctl show` instead of is-enabled + is-active + show: systemctl is the
-            // slowest thing a no-op run does on a host.
-            Some(n) => format!(
-                "systemctl show -p UnitFileState -p ActiveState -p NeedDaemonReload {} 2>/dev/null",
-                shell_quote(n)
-            ),
-            None => "echo none".into(),
+            // A pattern may stand for several units, which `systemctl show` answers after all
+            // the plain names, so it is asked on its own.
+            Some(n) if n.contains(['*', '?', '[']) => {
+                Probe::Shell(format!("systemctl show {PROPERTIES} -- {}", shell_quote(n)))
+            }
+            Some(n) => Probe::Unit(n.clone()),
+            None => Probe::Shell("echo none".into()),
         }
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let get = |p: &str| {
-            seen.stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(p))
-                .unwrap_or("")
-                .trim()
-                .to_string()
+        let st = match seen {
+            Seen::Unit(Ok(st)) => st.clone(),
+            Seen::Unit(Err(message)) => {
+                return Err(ModuleError::Probe {
+                    message: message.clone(),
+                })
+            }
+            other => UnitState::parse(other.output()?),
         };
-        let (enabled, active, need_reload) = (
-            get("UnitFileState="),
-            get("ActiveState="),
-            get("NeedDaemonReload="),
-        );
+        let UnitState {
+            file_state: enabled,
+            active,
+            need_reload,
+        } = st;
         let mut c = Vec::new();
         if self.daemon_reload && need_reload == "yes" {
             c.push(Change::DaemonReload);
@@ -144,5 +240,75 @@ impl Systemd {
         );
         ctx.run_ok(&what, &s, None).await?;
         Ok(Applied::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn units(names: &[&str]) -> UnitProbes {
+        let mut u = UnitProbes::default();
+        for n in names {
+            u.add(n);
+        }
+        u
+    }
+
+    #[test]
+    fn one_answer_for_many_units() {
+        let u = units(&["a.service", "b", "a.service"]);
+        assert_eq!(u.units.len(), 2);
+        let text = "ActiveState=active\nUnitFileState=enabled\nNeedDaemonReload=no\n\n\
+                    ActiveState=inactive\nUnitFileState=\nNeedDaemonReload=yes\n";
+        let got = u.parse(text);
+        assert_eq!(
+            got[0].clone().unwrap(),
+            UnitState {
+                file_state: "enabled".into(),
+                active: "active".into(),
+                need_reload: "no".into()
+            }
+        );
+        assert_eq!(got[1].clone().unwrap().need_reload, "yes");
+        // Too few answers: none can be placed.
+        assert!(u.parse("ActiveState=active\n").iter().all(Result::is_err));
+    }
+
+    #[test]
+    fn units_asked_one_by_one_after_a_refused_name() {
+        let u = units(&["good", "bad@"]);
+        let text = "#unit\nActiveState=active\nUnitFileState=enabled\nNeedDaemonReload=no\n#unit\n";
+        let got = u.parse(text);
+        assert_eq!(got[0].clone().unwrap().active, "active");
+        assert_eq!(got[1].clone().unwrap(), UnitState::default());
+        let s = u.script();
+        assert!(s.contains("-- good bad@ ||"), "{s}");
+    }
+
+    #[test]
+    fn checks_the_state_it_was_given() {
+        let m = Systemd::new(&json!({"name": "x", "enabled": true, "state": "started",
+                                     "daemon_reload": true}))
+        .unwrap();
+        assert_eq!(m.probe(), Probe::Unit("x".into()));
+        let seen = Seen::Unit(Ok(UnitState {
+            file_state: "disabled".into(),
+            active: "inactive".into(),
+            need_reload: "yes".into(),
+        }));
+        assert_eq!(
+            m.check(&seen).unwrap(),
+            [Change::DaemonReload, Change::Enable, Change::Start]
+        );
+        let seen = Seen::Unit(Ok(UnitState {
+            file_state: "static".into(),
+            active: "active".into(),
+            need_reload: "no".into(),
+        }));
+        assert!(m.check(&seen).unwrap().is_empty());
+        let pattern = Systemd::new(&json!({"name": "x@*", "state": "started"})).unwrap();
+        assert!(matches!(pattern.probe(), Probe::Shell(_)));
     }
 }

@@ -1,7 +1,8 @@
 //! Shared test helpers: the `minipaas` command builder and the shared lab fixture.
 //!
 //! [`lab()`] brings up ONE lab named `mptest` (3 nodes, `node1` a manager, `node2`/`node3`
-//! workers) once per test process, in a stable directory under `target/tmp/lab-work`, and
+//! workers; `MINIPAAS_TEST_LAB` names it otherwise, so two checkouts can test side by side) once
+//! per test process, in a stable directory under `target/tmp/lab-work`, and
 //! leaves it running at the end so the next run reuses it (`lab up` is idempotent). Tests that
 //! use it are named `lab_*` and fail, never skip, when no Docker engine answers. Each test owns
 //! the files and services it creates on the nodes and must not break the nodes for others
@@ -17,8 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-/// The shared lab's name.
-pub const SHARED_LAB: &str = "mptest";
+/// The shared lab's name: `mptest`, or `MINIPAAS_TEST_LAB`.
+pub fn shared_lab_name() -> String {
+    std::env::var("MINIPAAS_TEST_LAB").unwrap_or_else(|_| "mptest".into())
+}
 
 /// A `minipaas` command (the binary under test), stdin closed.
 pub fn minipaas() -> Command {
@@ -86,12 +89,12 @@ pub struct Lab {
     pub up_stdout: String,
 }
 
-/// The shared lab `mptest` (3 nodes, 1 manager), brought up once per test process.
+/// The shared lab (3 nodes, 1 manager), brought up once per test process.
 pub fn lab() -> &'static Lab {
     static SHARED: OnceLock<Lab> = OnceLock::new();
     SHARED.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-work");
-        lab_up(SHARED_LAB, 3, 1, &dir)
+        lab_up(&shared_lab_name(), 3, 1, &dir)
     })
 }
 
