@@ -78,15 +78,31 @@ fn caddy_routes(dir: &Path) -> Vec<(serde_json::Value, String)> {
         .unwrap()
         .iter()
         .map(|r| {
+            let up = &r["handle"][0]["dynamic_upstreams"];
             (
                 r["match"].clone(),
-                r["handle"][0]["upstreams"][0]["dial"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
+                format!(
+                    "{}:{}",
+                    up["name"].as_str().unwrap().trim_start_matches("tasks."),
+                    up["port"].as_str().unwrap()
+                ),
             )
         })
         .collect()
+}
+
+/// Caddy itself accepts the file (Debian's caddy, the version the runtime image carries).
+fn caddy_validates(dir: &Path) {
+    let out = std::process::Command::new("caddy")
+        .args(["validate", "--adapter", "", "--config"])
+        .arg(dir.join("caddy.json"))
+        .output()
+        .expect("caddy is installed by scripts/test");
+    assert!(
+        out.status.success(),
+        "caddy validate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -139,6 +155,15 @@ fn code_commands_write_the_env_idempotently() {
     let routes = caddy_routes(dir);
     assert_eq!(routes.len(), 2, "{routes:?}");
     assert_eq!(routes[0].1, "minipaas_api:8000");
+    caddy_validates(dir);
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("caddy.json")).unwrap()).unwrap();
+    let handler = &json["apps"]["http"]["servers"]["minipaas"]["routes"][0]["handle"][0];
+    assert_eq!(handler["dynamic_upstreams"]["name"], "tasks.minipaas_api");
+    assert_eq!(
+        handler["load_balancing"]["retry_match"][0]["method"][0],
+        "GET"
+    );
     assert_eq!(
         routes[0].0,
         serde_json::json!([{"host": ["api.example.com"], "path": ["/api", "/api/*"]}])

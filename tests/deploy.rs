@@ -12,9 +12,9 @@ use crate::common::{self, minipaas, Lab};
 use crate::images::{self, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
 use crate::site::lab::provisioned;
 
-const STACK: &str = "minipaas";
+pub(crate) const STACK: &str = "minipaas";
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -24,7 +24,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
-fn mp(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
     let out = minipaas()
         .current_dir(dir)
         .env("MINIPAAS_BASE_IMAGE", BASE)
@@ -40,7 +40,7 @@ fn mp(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Runs an engine-backed command with `--format json`; must succeed. Returns the changed tasks.
-fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
+pub(crate) fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--format", "json"]);
     let out = minipaas()
@@ -62,7 +62,7 @@ fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
 }
 
 /// An HTTP GET through Caddy on node1's published port, with the route's host.
-fn get(lab: &Lab, path: &str) -> Option<String> {
+pub(crate) fn get(lab: &Lab, path: &str) -> Option<String> {
     let addr = format!("{}:8000", lab.node("node1").private_address);
     let out = Command::new("curl")
         .args(["-fsS", "-m", "5", "-H", "Host: localhost"])
@@ -79,7 +79,7 @@ fn sha12(value: &str) -> String {
 }
 
 /// The stack and its secrets from an earlier run gone, so this run proves a first deploy.
-fn remove_stack(lab: &Lab) {
+pub(crate) fn remove_stack(lab: &Lab) {
     lab.ssh_ok(
         "node1",
         &format!(
@@ -87,6 +87,7 @@ fn remove_stack(lab: &Lab) {
              for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={STACK})\" ] \
                && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={STACK})\" ] && break; sleep 1; done; \
              docker secret ls -q --filter label=minipaas.stack={STACK} | xargs -r docker secret rm >/dev/null; \
+             docker config ls -q --filter label=minipaas.history={STACK} | xargs -r docker config rm >/dev/null; \
              rm -rf /var/lib/minipaas/stacks/{STACK}"
         ),
     );
@@ -103,7 +104,7 @@ fn remove_stack(lab: &Lab) {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -119,7 +120,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> String {
+pub(crate) fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
         if let Some(v) = f() {
@@ -130,27 +131,21 @@ fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<String>) -> 
     }
 }
 
-#[test]
-fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
-    let (_guard, _, lab) = provisioned();
-    remove_stack(&lab);
-
-    // Images for a machine without a registry: a local Debian base and the runtime's images.
+/// The example app copied into `work/app` with its env `work/app/deploy` made by `code init`
+/// for `lab`, and the images it needs on this machine (no registry: a local Debian base and
+/// the runtime's images). Returns the app's directory.
+pub(crate) fn init_example(lab: &Lab, work: &Path) -> PathBuf {
     mp(Path::new("."), &["lab", "base-image"]);
     images::build(POSTGRES_IMAGE, "runtime/postgres");
     images::build(CADDY_IMAGE, "runtime/caddy");
-
-    let work = tempfile::tempdir().unwrap();
-    let app = work.path().join("app");
+    let app = work.join("app");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
         &app,
     );
-    let user_file = std::fs::read(app.join("compose.yaml")).unwrap();
-    let env: PathBuf = app.join("deploy");
+    // The demo's env, when scripts/demo ran here, is not part of the example.
+    let _ = std::fs::remove_dir_all(app.join("demo"));
     let inventory = lab.inventory.display().to_string();
-
-    // code: each command twice, the second changes nothing.
     mp(
         &app,
         &[
@@ -170,6 +165,22 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
             POSTGRES_IMAGE,
         ],
     );
+    app
+}
+
+#[test]
+fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
+    let (_guard, _, lab) = provisioned();
+    remove_stack(&lab);
+
+    let work = tempfile::tempdir().unwrap();
+    let app = init_example(&lab, work.path());
+    let user_file =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/compose.yaml"))
+            .unwrap();
+    let env: PathBuf = app.join("deploy");
+    let inventory = lab.inventory.display().to_string();
+
     let code_steps: [&[&str]; 5] = [
         &["code", "init"],
         &["code", "route", "http://localhost/", "web:8000"],

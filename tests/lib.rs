@@ -12,6 +12,7 @@ mod images;
 mod lab;
 mod pg;
 mod provision;
+mod release;
 mod site;
 mod sql;
 mod ssh;

@@ -64,6 +64,12 @@ pub(crate) mod lab {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
     }
 
+    /// The lab's name: `mpsite`, or MINIPAAS_TEST_SITE_LAB so two checkouts on one machine
+    /// can each have their own.
+    pub(crate) fn name() -> String {
+        std::env::var("MINIPAAS_TEST_SITE_LAB").unwrap_or_else(|_| "mpsite".into())
+    }
+
     /// One test at a time on this lab: they change its firewall and restart its nodes.
     fn serial() -> std::sync::MutexGuard<'static, ()> {
         static M: Mutex<()> = Mutex::new(());
@@ -78,7 +84,7 @@ pub(crate) mod lab {
     /// ports change when a node container restarts.
     fn lab() -> Lab {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
-        common::lab_up("mpsite", 3, 1, &dir)
+        common::lab_up(&name(), 3, 1, &dir)
     }
 
     fn output_text(out: &Output) -> String {
@@ -246,8 +252,13 @@ pub(crate) mod lab {
 
     impl Drop for WithoutNode4 {
         fn drop(&mut self) {
-            let _ = common::docker(&["rm", "--force", "mpsite-node4"]);
-            let _ = common::docker(&["volume", "rm", "--force", "mpsite-node4-docker"]);
+            let _ = common::docker(&["rm", "--force", &format!("{}-node4", name())]);
+            let _ = common::docker(&[
+                "volume",
+                "rm",
+                "--force",
+                &format!("{}-node4-docker", name()),
+            ]);
             let lab = lab();
             let _ = lab.ssh(
                 "node1",
@@ -261,7 +272,7 @@ pub(crate) mod lab {
         let (_g, site, _) = provisioned();
         let _cleanup = WithoutNode4;
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
-        let lab4 = common::lab_up("mpsite", 4, 1, &dir);
+        let lab4 = common::lab_up(&name(), 4, 1, &dir);
         assert_eq!(lab4.node("node4").group, "workers");
         let recap = converge(site, &lab4, &[]);
         let others: Vec<String> = changed(&recap)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,9 @@ PASSWORD_FILE = os.environ.get("POSTGRES_PASSWORD_FILE", "/run/secrets/postgres_
 APP_SECRET_FILE = os.environ.get("APP_SECRET_FILE", "/run/secrets/app_secret")
 PORT = int(os.environ.get("PORT", "8000"))
 MIGRATE_TIMEOUT = 120
+# How long the web process keeps answering after SIGTERM (below Swarm's 10 s grace period).
+DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "3"))
+DRAINING = threading.Event()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS visits (
@@ -98,7 +102,11 @@ class Handler(BaseHTTPRequestHandler):
                 log(f"web: visit not recorded: {err}")
             self.answer(200, f"hello from minipaas example (version {version()})\n")
         elif path == "/healthz":
-            self.answer(200, "ok")
+            # APP_UNHEALTHY=1 makes an image whose healthcheck never passes (the rollback test).
+            if os.environ.get("APP_UNHEALTHY") == "1" or DRAINING.is_set():
+                self.answer(503, "unhealthy\n")
+            else:
+                self.answer(200, "ok")
         elif path == "/secret-digest":
             try:
                 with open(APP_SECRET_FILE, "rb") as f:
@@ -133,8 +141,20 @@ class Handler(BaseHTTPRequestHandler):
 
 def web():
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
+
+    def drain(*_):
+        # Swarm takes the task out of DNS before it sends SIGTERM, but Caddy may still pick it
+        # from the list it resolved up to a second ago: keep answering a while, then stop.
+        if DRAINING.is_set():
+            return
+        DRAINING.set()
+        log(f"web: SIGTERM, draining for {DRAIN_SECONDS} s")
+        threading.Timer(DRAIN_SECONDS, server.shutdown).start()
+
+    signal.signal(signal.SIGTERM, drain)
     log(f"web: listening on :{PORT} (version {version()})")
     server.serve_forever()
+    log("web: stopped")
 
 
 def worker():

@@ -5,11 +5,11 @@
 use std::future::Future;
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::release::{self, CanaryAction, OnFailure};
 use crate::deploy::env::{versioned_name, Env};
 use crate::deploy::ops::{self, Cluster, ObjectKind, OpsError, StackFile};
 use crate::deploy::DeployError;
@@ -36,21 +36,66 @@ pub struct EnvArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum DeployCommand {
     /// Build the images of services with `build:` here, then load them on every swarm node
     /// whose copy differs (`docker save` over SSH; runtime images found here go along).
     Build(EnvArgs),
     /// Upload the stack files to the main manager, `docker stack deploy` them and wait until
     /// every service has converged and every job completed.
+    /// Every step is recorded in the stack's history on the cluster; when the services do not
+    /// converge, the stack goes back to what ran before.
     Rollout {
         #[command(flatten)]
         env: EnvArgs,
         /// Seconds to wait for the services to converge.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// On failure, leave the stack as the failed rollout left it.
+        #[arg(long)]
+        no_rollback: bool,
     },
     /// Load caddy.json into Caddy on the node that runs the Caddy task.
     Routing(EnvArgs),
+    /// Request every route through Caddy's published port on the node that runs it; fails
+    /// (exit 1) unless each answers 2xx or 3xx within the timeout.
+    Smoke {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Seconds to keep retrying a route that does not answer yet.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Every rollout, rollback and canary step of the stack, oldest first, as kept on the
+    /// cluster: time, version, who ran it from where, result.
+    History(EnvArgs),
+    /// Deploy the previous successful version again (or the one `--to` names).
+    Rollback {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// A version from `deploy history`.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Run the env's version of SERVICE as `SERVICE-canary` next to the running one, behind
+    /// the same route (traffic splits by replica count); then `canary promote` or `canary abort`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Canary {
+        #[command(subcommand)]
+        action: Option<CanaryAction>,
+        /// The service (as named in the compose files).
+        #[arg(required = true)]
+        service: Option<String>,
+        /// Tasks of the canary.
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        #[command(flatten)]
+        env: EnvArgs,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +138,18 @@ pub enum DeployCommandError {
         "the value of `{name}` is not UTF-8 text; Docker objects created by minipaas are text"
     )]
     NotText { name: String },
+    #[error("the history of stack `{stack}` holds no successful deploy: run `minipaas deploy rollout` first")]
+    NoHistory { stack: String },
+    #[error("the history of stack `{stack}` holds no successful deploy of version `{version}` (it has: {known})")]
+    NoSuchVersion {
+        stack: String,
+        version: String,
+        known: String,
+    },
+    #[error("stack `{stack}` runs version {version}, and its history holds nothing earlier to go back to")]
+    NothingBefore { stack: String, version: String },
+    #[error("stack `{stack}` runs no canary: start one with `minipaas deploy canary SERVICE`")]
+    NoCanary { stack: String },
 }
 
 impl DeployCommandError {
@@ -106,14 +163,14 @@ impl DeployCommandError {
 
 type Result<T> = std::result::Result<T, DeployCommandError>;
 
-struct Target {
-    env: Env,
-    cluster: Cluster,
-    format: Format,
-    verbose: bool,
+pub(crate) struct Target {
+    pub env: Env,
+    pub cluster: Cluster,
+    pub format: Format,
+    pub verbose: bool,
 }
 
-fn open(a: &EnvArgs) -> Result<Target> {
+pub(crate) fn open(a: &EnvArgs) -> Result<Target> {
     let env = Env::load(&a.env)?;
     let inventory = a.inventory.clone().unwrap_or_else(|| env.inventory_path());
     let mode = if a.check { Mode::Check } else { Mode::Apply };
@@ -132,21 +189,36 @@ where
     F: FnOnce(UnboundedSender<Event>) -> Fut,
     Fut: Future<Output = std::result::Result<Recap, OpsError>>,
 {
+    let recap = run_op(t, op).await?;
+    finish(t, &recap);
+    Ok(recap)
+}
+
+/// Runs one engine-backed operation with progress and returns its recap, unprinted: commands
+/// that run several plans print one recap at the end ([`finish`]).
+pub(crate) async fn run_op<F, Fut>(t: &Target, op: F) -> Result<Recap>
+where
+    F: FnOnce(UnboundedSender<Event>) -> Fut,
+    Fut: Future<Output = std::result::Result<Recap, OpsError>>,
+{
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let progress = Progress::new(t.format, t.verbose);
     let (recap, ()) = tokio::join!(op(tx), progress.render(rx));
-    let recap = recap?;
+    Ok(recap?)
+}
+
+/// Prints the recap: JSON on stdout, or the table on stderr.
+pub(crate) fn finish(t: &Target, recap: &Recap) {
     match t.format {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&recap).unwrap_or_else(|_| "{}".into())
         ),
-        Format::Human => eprint!("{}", progress::recap_table(&recap)),
+        Format::Human => eprint!("{}", progress::recap_table(recap)),
     }
-    Ok(recap)
 }
 
-fn code(recap: &Recap) -> i32 {
+pub(crate) fn code(recap: &Recap) -> i32 {
     if recap.success() {
         0
     } else {
@@ -157,8 +229,38 @@ fn code(recap: &Recap) -> i32 {
 pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
     Ok(match cmd {
         DeployCommand::Build(a) => build(&a).await?,
-        DeployCommand::Rollout { env, timeout } => rollout(&env, timeout).await?,
+        DeployCommand::Rollout {
+            env,
+            timeout,
+            no_rollback,
+        } => {
+            let on_failure = if no_rollback {
+                OnFailure::Leave
+            } else {
+                OnFailure::RollBack
+            };
+            release::rollout(&env, timeout, on_failure).await?
+        }
         DeployCommand::Routing(a) => routing(&a).await?,
+        DeployCommand::Smoke { env, timeout } => smoke(&env, timeout).await?,
+        DeployCommand::History(a) => release::show_history(&a).await?,
+        DeployCommand::Rollback { env, to, timeout } => {
+            release::rollback(&env, to.as_deref(), timeout).await?
+        }
+        DeployCommand::Canary {
+            action: Some(action),
+            ..
+        } => release::canary_action(action).await?,
+        DeployCommand::Canary {
+            action: None,
+            service,
+            replicas,
+            env,
+            timeout,
+        } => {
+            let service = service.unwrap_or_default();
+            release::canary(&env, &service, replicas, timeout).await?
+        }
     })
 }
 
@@ -204,7 +306,7 @@ async fn build(a: &EnvArgs) -> Result<i32> {
 
 /// Stack files keep their order on the manager through a numeric prefix, so two user files
 /// with the same name in different directories cannot collide.
-fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
+pub(crate) fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
     let mut out = Vec::new();
     for (i, path) in env.stack_files().iter().enumerate() {
         let content = std::fs::read_to_string(path).map_err(|source| DeployError::Read {
@@ -223,27 +325,6 @@ fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
     Ok(out)
 }
 
-async fn rollout(a: &EnvArgs, timeout: u64) -> Result<i32> {
-    let t = open(a)?;
-    let files = stack_files(&t.env)?;
-    let stack = t.env.stack_name().to_string();
-    let version = t.env.version().to_string();
-    let jobs = t.env.jobs()?;
-    let recap = drive(&t, |tx| {
-        ops::rollout(
-            &t.cluster,
-            &stack,
-            &files,
-            &jobs,
-            &version,
-            Duration::from_secs(timeout),
-            tx,
-        )
-    })
-    .await?;
-    Ok(code(&recap))
-}
-
 async fn routing(a: &EnvArgs) -> Result<i32> {
     let t = open(a)?;
     let path = t.env.caddy_json_path();
@@ -251,6 +332,41 @@ async fn routing(a: &EnvArgs) -> Result<i32> {
         std::fs::read_to_string(&path).map_err(|source| DeployError::Read { path, source })?;
     let stack = t.env.stack_name().to_string();
     let recap = drive(&t, |tx| ops::routing(&t.cluster, &stack, &routes, tx)).await?;
+    Ok(code(&recap))
+}
+
+async fn smoke(a: &EnvArgs, timeout: u64) -> Result<i32> {
+    let t = open(a)?;
+    let routes = crate::deploy::caddy::Routes::load(&t.env.caddy_json_path())?;
+    if routes.routes.is_empty() {
+        eprintln!("caddy.json has no routes; nothing to ask (add one with `minipaas code route`)");
+        return Ok(0);
+    }
+    // A route without a host answers any; a wildcard host answers any name under it.
+    let asks: Vec<(String, String)> = routes
+        .routes
+        .iter()
+        .map(|r| {
+            let host = match &r.host {
+                None => "localhost".to_string(),
+                Some(h) => h.replacen('*', "smoke", 1),
+            };
+            (host, r.path.clone())
+        })
+        .collect();
+    let stack = t.env.stack_name().to_string();
+    let port = t.env.settings.runtime.http_port;
+    let recap = drive(&t, |tx| {
+        ops::smoke(
+            &t.cluster,
+            &stack,
+            port,
+            &asks,
+            std::time::Duration::from_secs(timeout),
+            tx,
+        )
+    })
+    .await?;
     Ok(code(&recap))
 }
 

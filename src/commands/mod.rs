@@ -6,6 +6,7 @@ pub mod code;
 pub mod deploy;
 pub mod lab;
 pub mod provision;
+pub mod release;
 pub mod shell;
 pub mod sql;
 

@@ -52,6 +52,10 @@ pub struct ProvisionArgs {
     /// Seconds to wait for a host to answer SSH.
     #[arg(long, default_value_t = 10)]
     pub connect_timeout: u64,
+    /// Exit 3 when any task changed (or, with --check, would change): a second run in CI proves
+    /// the hosts had not drifted.
+    #[arg(long)]
+    pub fail_on_change: bool,
     /// The project's templates directory, searched after a plan's own templates/.
     #[arg(long, default_value = "templates")]
     pub templates: PathBuf,
@@ -82,8 +86,9 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Map<String, Value>, Provision
     Ok(m)
 }
 
-/// Exit 0 when every host converged, 1 when one failed or was unreachable; errors found before
-/// connecting are returned (exit 2).
+/// Exit 0 when every host converged, 1 when one failed or was unreachable, 3 when
+/// `--fail-on-change` and something changed; errors found before connecting are returned
+/// (exit 2).
 pub async fn run(args: ProvisionArgs) -> Result<i32, crate::Error> {
     let extra_vars = parse_extra_vars(&args.extra_vars)?;
     let inventory = Inventory::load(&args.inventory).map_err(ProvisionError::from)?;
@@ -118,5 +123,27 @@ pub async fn run(args: ProvisionArgs) -> Result<i32, crate::Error> {
         ),
         Format::Human => eprint!("{}", progress::recap_table(&recap)),
     }
-    Ok(if recap.success() { 0 } else { 1 })
+    if !recap.success() {
+        return Ok(1);
+    }
+    if args.fail_on_change && recap.changed() > 0 {
+        let changed: Vec<String> = recap
+            .tasks
+            .iter()
+            .filter(|t| t.status == crate::engine::Status::Changed)
+            .map(|t| format!("  {}: {} ({})", t.host, t.task, t.at))
+            .collect();
+        eprintln!(
+            "--fail-on-change: {} task(s) {}:\n{}",
+            changed.len(),
+            if args.check {
+                "would change"
+            } else {
+                "changed"
+            },
+            changed.join("\n")
+        );
+        return Ok(3);
+    }
+    Ok(0)
 }

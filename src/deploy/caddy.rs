@@ -1,6 +1,13 @@
 //! `ENV/caddy.json`: Caddy's JSON config, one HTTP server on the runtime's port whose routes send
-//! `{host, path}` to `<stack>_<service>:<port>`. minipaas owns the file: it reads back only the
-//! shape it writes, and keeps routes ordered most specific first so `/` never shadows `/api`.
+//! `{host, path}` to the tasks of `<stack>_<service>` on `<port>`. minipaas owns the file: it
+//! reads back only the shape it writes, and keeps routes ordered most specific first so `/` never
+//! shadows `/api`.
+//!
+//! Zero-downtime is Swarm's and Caddy's work together: Caddy resolves `tasks.<stack>_<service>`
+//! every second (Swarm lists a task there only once its healthcheck passed, and takes it out
+//! before stopping it), balances over the task addresses, and retries another task when one
+//! refuses or drops a request. A canary service that carries the alias `<stack>_<service>` joins
+//! the same list, so traffic splits by replica count.
 
 use std::cmp::Reverse;
 use std::path::Path;
@@ -150,12 +157,7 @@ impl Routes {
             return Ok(out);
         };
         for r in &server.routes {
-            let dial = r
-                .handle
-                .first()
-                .and_then(|h| h.upstreams.first())
-                .map(|u| u.dial.clone())
-                .unwrap_or_default();
+            let dial = r.handle.first().map(Handler::dial).unwrap_or_default();
             let bad = || DeployError::BadRoute {
                 path: path.to_path_buf(),
                 dial: dial.clone(),
@@ -202,12 +204,7 @@ impl Routes {
                     } else {
                         vec![Matcher { host, path }]
                     },
-                    handle: vec![Handler {
-                        handler: "reverse_proxy".into(),
-                        upstreams: vec![Upstream {
-                            dial: r.dial.clone(),
-                        }],
-                    }],
+                    handle: vec![Handler::to_tasks(&r.dial)],
                     terminal: true,
                 }
             })
@@ -307,17 +304,82 @@ struct Matcher {
     path: Vec<String>,
 }
 
+/// A `reverse_proxy` handler. Files written before dynamic upstreams had one static upstream;
+/// they are still read.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Handler {
     handler: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     upstreams: Vec<Upstream>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dynamic_upstreams: Option<DynamicUpstreams>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    load_balancing: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_checks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transport: Option<serde_json::Value>,
+}
+
+/// Task addresses from the swarm's DNS (`tasks.<service>` has one A record per ready task).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DynamicUpstreams {
+    source: String,
+    name: String,
+    port: String,
+    refresh: String,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Upstream {
     dial: String,
+}
+
+impl Handler {
+    /// Proxies to every ready task of the service `dial` names (`<service>:<port>`).
+    fn to_tasks(dial: &str) -> Handler {
+        let (service, port) = dial.rsplit_once(':').unwrap_or((dial, "80"));
+        Handler {
+            handler: "reverse_proxy".into(),
+            upstreams: Vec::new(),
+            dynamic_upstreams: Some(DynamicUpstreams {
+                source: "a".into(),
+                name: format!("tasks.{service}"),
+                port: port.into(),
+                // How long a stopped task can still be picked: the app's drain time must
+                // be longer (the example app drains for 3 s).
+                refresh: "1s".into(),
+            }),
+            // A task that refuses, times out or drops a request is skipped for 10 s and the
+            // request goes to another one: idempotent requests on any error, others only
+            // when the connection failed, so nothing is sent twice.
+            load_balancing: Some(serde_json::json!({
+                "selection_policy": {"policy": "round_robin"},
+                "try_duration": "5s",
+                "try_interval": "250ms",
+                "retry_match": [{"method": ["GET", "HEAD", "OPTIONS"]}]
+            })),
+            health_checks: Some(serde_json::json!({
+                "passive": {"fail_duration": "10s", "max_fails": 1}
+            })),
+            transport: Some(serde_json::json!({"protocol": "http", "dial_timeout": "2s"})),
+        }
+    }
+
+    /// The `<service>:<port>` this handler proxies to, in either shape.
+    fn dial(&self) -> String {
+        if let Some(d) = &self.dynamic_upstreams {
+            let service = d.name.strip_prefix("tasks.").unwrap_or(&d.name);
+            return format!("{service}:{}", d.port);
+        }
+        self.upstreams
+            .first()
+            .map(|u| u.dial.clone())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -408,5 +470,22 @@ mod tests {
         // Replacing the http:// route with an https one drops the exception.
         routes.set(route(Some("a.com"), "/", "s_web:80"), false);
         assert!(routes.plain_http_hosts.is_empty());
+    }
+
+    #[test]
+    fn static_upstream_files_still_load_and_render_dynamic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caddy.json");
+        let legacy = r#"{"admin":{"listen":"localhost:2019"},"apps":{"http":{"servers":{"minipaas":{
+            "listen":[":8000"],"routes":[{"handle":[{"handler":"reverse_proxy",
+            "upstreams":[{"dial":"s_web:8000"}]}],"terminal":true}]}}}}}"#;
+        std::fs::write(&path, legacy).unwrap();
+        let routes = Routes::load(&path).unwrap();
+        assert_eq!(routes.routes[0].dial, "s_web:8000");
+        let json: serde_json::Value = serde_json::from_str(&routes.render(8000)).unwrap();
+        let h = &json["apps"]["http"]["servers"]["minipaas"]["routes"][0]["handle"][0];
+        assert_eq!(h["dynamic_upstreams"]["name"], "tasks.s_web");
+        assert_eq!(h["dynamic_upstreams"]["port"], "8000");
+        assert!(h.get("upstreams").is_none());
     }
 }

@@ -869,7 +869,7 @@ mod tests {
         init(dir.path(), &opts).unwrap();
         let mut env = Env::load(dir.path()).unwrap();
         let text = std::fs::read_to_string(env.caddy_json_path()).unwrap();
-        assert!(text.contains("\"shop_web:8000\""), "{text}");
+        assert!(text.contains("\"tasks.shop_web\""), "{text}");
         assert!(!text.contains("minipaas_web"), "{text}");
         // A path-only route now goes to the domain.
         env.route("/", "web", 8000).unwrap();

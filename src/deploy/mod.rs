@@ -22,8 +22,10 @@
 //! second run of the same command changes nothing.
 
 pub mod caddy;
+pub mod canary;
 pub mod compose;
 pub mod env;
+pub mod history;
 pub mod ops;
 pub mod runtime;
 pub mod settings;
@@ -110,6 +112,8 @@ pub enum DeployError {
         path: PathBuf,
         problem: &'static str,
     },
+    #[error("canary of service `{service}`: {problem}")]
+    Canary { service: String, problem: String },
     #[error("`{path}`: the route for `{dial}` does not have the shape minipaas writes")]
     BadRoute { path: PathBuf, dial: String },
 }

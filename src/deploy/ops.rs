@@ -16,9 +16,10 @@ use crate::engine::{self, Event, Mode, Options, Recap, Status};
 use crate::inventory::{HostName, Inventory, InventoryError};
 use crate::plan::{Plan, PlanError};
 use crate::template::shell_quote;
-use crate::transport::HostKeyPolicy;
+use crate::transport::{HostKeyPolicy, Transport};
 
 pub use super::env::ObjectKind;
+use super::history::{self, Record};
 
 const ROLLOUT: &str = include_str!("plans/rollout.yaml");
 const ROUTING: &str = include_str!("plans/routing.yaml");
@@ -27,6 +28,32 @@ const OBJECT: &str = include_str!("plans/object.yaml");
 const PRUNE: &str = include_str!("plans/prune.yaml");
 const CONVERGE_SH: &str = include_str!("plans/converge.sh");
 const PRUNE_SH: &str = include_str!("plans/prune.sh");
+const HISTORY: &str = include_str!("plans/history.yaml");
+const SMOKE: &str = include_str!("plans/smoke.yaml");
+const SMOKE_SH: &str = include_str!("plans/smoke.sh");
+
+/// The rollout task that runs `docker stack deploy`: changed or failed means the stack was
+/// deployed (or tried to be), which is what history records.
+pub const DEPLOY_TASK: &str = "docker stack deploy";
+
+/// What a rollout is for, which decides how the convergence check reads a rolled-back service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Converge {
+    /// New files: a service Swarm rolled back failed the rollout.
+    Update,
+    /// Files deployed before (rollback, canary abort): a service Swarm rolled back is already
+    /// where it is going.
+    Restore,
+}
+
+impl Converge {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Converge::Update => "update",
+            Converge::Restore => "restore",
+        }
+    }
+}
 
 /// Where rollouts keep the stack files on the manager.
 const STACKS_DIR: &str = "/var/lib/minipaas/stacks";
@@ -61,6 +88,18 @@ pub enum OpsError {
     },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
+    #[error("host `{host}`: {source}")]
+    Transport {
+        host: String,
+        #[source]
+        source: Box<crate::transport::TransportError>,
+    },
+    #[error("host `{host}`: `{command}` failed: {stderr}")]
+    Remote {
+        host: String,
+        command: String,
+        stderr: String,
+    },
 }
 
 /// The cluster an env deploys to, as its inventory describes it.
@@ -110,6 +149,50 @@ impl Cluster {
     fn on_manager(&self) -> String {
         self.manager.0.clone()
     }
+
+    /// A connection to `host` (an inventory name), for reads that need no plan: status,
+    /// history, logs.
+    pub async fn connect(&self, host: &HostName) -> Result<Transport, OpsError> {
+        let h = self
+            .inventory
+            .host(&host.0)
+            .ok_or_else(|| OpsError::NoManager {
+                inventory: self.inventory.path.clone(),
+            })?;
+        engine::transport_for(
+            &self.inventory,
+            h,
+            self.host_key_policy,
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|source| OpsError::Transport {
+            host: host.0.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Runs `command` on the main manager and returns its stdout; a non-zero exit is an error
+    /// carrying the tail of its stderr. For reads only: changes go through plans.
+    pub async fn read_on_manager(&self, command: &str) -> Result<String, OpsError> {
+        let t = self.connect(&self.manager).await?;
+        let out = t.exec(command, None).await;
+        t.close().await;
+        let out = out.map_err(|source| OpsError::Transport {
+            host: self.manager.0.clone(),
+            source: Box::new(source),
+        })?;
+        if !out.success() {
+            let stderr = out.stderr_str();
+            let lines: Vec<&str> = stderr.lines().collect();
+            return Err(OpsError::Remote {
+                host: self.manager.0.clone(),
+                command: command.lines().next().unwrap_or_default().to_string(),
+                stderr: lines[lines.len().saturating_sub(20)..].join("\n"),
+            });
+        }
+        Ok(out.stdout_str())
+    }
 }
 
 /// One file of the stack, named as it is kept on the manager.
@@ -117,6 +200,16 @@ impl Cluster {
 pub struct StackFile {
     pub name: String,
     pub content: String,
+}
+
+/// The digest a rollout of `files` at `version` is known by (on the manager and in history).
+pub fn stack_digest(version: &str, files: &[StackFile]) -> String {
+    let mut parts: Vec<&[u8]> = vec![version.as_bytes()];
+    for f in files {
+        parts.push(f.name.as_bytes());
+        parts.push(f.content.as_bytes());
+    }
+    digest(&parts)
 }
 
 pub fn digest(parts: &[&[u8]]) -> String {
@@ -128,23 +221,35 @@ pub fn digest(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
+/// What one rollout deploys.
+pub struct Rollout<'a> {
+    pub stack: &'a str,
+    pub files: &'a [StackFile],
+    /// Services that are swarm jobs (Docker 20.10's stack deploy rejects them).
+    pub jobs: &'a [String],
+    pub version: &'a str,
+    pub timeout: Duration,
+    pub converge: Converge,
+}
+
 /// Uploads the stack files to the manager, deploys them when they changed and waits until every
 /// service converged (or fails naming the service, its task errors and its last log lines).
 pub async fn rollout(
     c: &Cluster,
-    stack: &str,
-    files: &[StackFile],
-    jobs: &[String],
-    version: &str,
-    timeout: Duration,
+    r: &Rollout<'_>,
     events: UnboundedSender<Event>,
 ) -> Result<Recap, OpsError> {
+    let Rollout {
+        stack,
+        files,
+        jobs,
+        version,
+        timeout,
+        converge,
+    } = *r;
     let mut contents = Map::new();
-    let mut parts: Vec<&[u8]> = vec![version.as_bytes()];
     for f in files {
         contents.insert(f.name.clone(), json!(f.content));
-        parts.push(f.name.as_bytes());
-        parts.push(f.content.as_bytes());
     }
     let compose_args: Vec<String> = files
         .iter()
@@ -161,11 +266,110 @@ pub async fn rollout(
     vars.insert("compose_args".into(), json!(compose_args.join(" ")));
     vars.insert("version".into(), json!(version));
     vars.insert("jobs".into(), json!(jobs));
-    vars.insert("digest".into(), json!(digest(&parts)));
+    vars.insert("digest".into(), json!(stack_digest(version, files)));
     vars.insert("converge_script".into(), json!(CONVERGE_SH));
+    vars.insert("converge".into(), json!(converge.as_arg()));
     vars.insert("timeout".into(), json!(timeout.as_secs()));
     c.run("rollout.yaml", ROLLOUT, &c.on_manager(), vars, events)
         .await
+}
+
+/// Every history record of `stack`, oldest first.
+pub async fn history(c: &Cluster, stack: &str) -> Result<Vec<Record>, OpsError> {
+    let text = c.read_on_manager(&history::list_command(stack)).await?;
+    Ok(history::parse(&text).into_iter().map(|(_, r)| r).collect())
+}
+
+/// Writes `record` into the stack's history on the cluster and drops the oldest records
+/// beyond [`history::KEEP`].
+pub async fn record(
+    c: &Cluster,
+    stack: &str,
+    record: &Record,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let label = shell_quote(&format!("{}={stack}", history::LABEL));
+    let command = format!(
+        "docker config create --label {label} {name} - >/dev/null && \
+         docker config ls --filter label={label} --format '{{{{.Name}}}}' | sort | head -n -{keep} \
+         | xargs -r docker config rm >/dev/null",
+        name = shell_quote(&record.config_name(stack)),
+        keep = history::KEEP,
+    );
+    let mut vars = Map::new();
+    vars.insert("record_command".into(), json!(command));
+    vars.insert("record".into(), json!(record.to_line()));
+    c.run("history.yaml", HISTORY, &c.on_manager(), vars, events)
+        .await
+}
+
+/// The user's stack files merged as `docker stack deploy` would merge them, with
+/// `MINIPAAS_DEPLOY_VERSION` set to `version` (`docker stack config` on the manager).
+pub async fn merged_config(
+    c: &Cluster,
+    files: &[StackFile],
+    version: &str,
+) -> Result<String, OpsError> {
+    let t = c.connect(&c.manager).await?;
+    let result = async {
+        let host = c.manager.0.clone();
+        let run = |cmd: String, stdin: Option<Vec<u8>>| {
+            let t = &t;
+            let host = host.clone();
+            async move {
+                let out =
+                    t.exec(&cmd, stdin.as_deref())
+                        .await
+                        .map_err(|source| OpsError::Transport {
+                            host: host.clone(),
+                            source: Box::new(source),
+                        })?;
+                if !out.success() {
+                    return Err(OpsError::Remote {
+                        host,
+                        command: cmd.split(" && ").last().unwrap_or_default().to_string(),
+                        stderr: out.stderr_str().trim().to_string(),
+                    });
+                }
+                Ok(out.stdout_str())
+            }
+        };
+        let dir = run("mktemp -d".into(), None).await?.trim().to_string();
+        let q = shell_quote(&dir);
+        let mut merged = Ok(String::new());
+        for f in files {
+            let path = shell_quote(&format!("{dir}/{}", f.name));
+            if let Err(e) = run(
+                format!("cat > {path}"),
+                Some(f.content.clone().into_bytes()),
+            )
+            .await
+            {
+                merged = Err(e);
+                break;
+            }
+        }
+        if merged.is_ok() {
+            let args: Vec<String> = files
+                .iter()
+                .map(|f| format!("-c {}", shell_quote(&f.name)))
+                .collect();
+            merged = run(
+                format!(
+                    "cd {q} && MINIPAAS_DEPLOY_VERSION={} docker stack config {}",
+                    shell_quote(version),
+                    args.join(" ")
+                ),
+                None,
+            )
+            .await;
+        }
+        let _ = run(format!("rm -rf {q}"), None).await;
+        merged
+    }
+    .await;
+    t.close().await;
+    result
 }
 
 /// Loads Caddy's JSON config on the node that runs the stack's Caddy task.
@@ -192,16 +396,48 @@ pub async fn routing(
     let recap = c
         .run("routing.yaml", ROUTING, SWARM_NODES, vars, events)
         .await?;
-    let loaded_somewhere = recap
+    ran_on_caddy_node(recap, "Caddy routes loaded", stack)
+}
+
+/// `recap` of a plan whose `task` runs only where the stack's Caddy task runs: a successful
+/// run where it ran nowhere means there is no Caddy task.
+fn ran_on_caddy_node(recap: Recap, task: &str, stack: &str) -> Result<Recap, OpsError> {
+    let ran = recap
         .tasks
         .iter()
-        .any(|t| t.task == "Caddy routes loaded" && t.status != Status::Skipped);
-    if recap.success() && !loaded_somewhere {
+        .any(|t| t.task == task && t.status != Status::Skipped);
+    if recap.success() && !ran {
         return Err(OpsError::NoCaddy {
             service: format!("{stack}_caddy"),
         });
     }
     Ok(recap)
+}
+
+/// Requests every route (`(host, path)`) through Caddy's published `port` on the node that runs
+/// the Caddy task; each must answer 2xx or 3xx within `timeout`.
+pub async fn smoke(
+    c: &Cluster,
+    stack: &str,
+    port: u16,
+    routes: &[(String, String)],
+    timeout: Duration,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let args: Vec<String> = routes
+        .iter()
+        .flat_map(|(h, p)| [shell_quote(h), shell_quote(p)])
+        .collect();
+    let mut vars = Map::new();
+    vars.insert("stack".into(), json!(stack));
+    vars.insert("port".into(), json!(port));
+    vars.insert("timeout".into(), json!(timeout.as_secs()));
+    vars.insert("route_args".into(), json!(args.join(" ")));
+    vars.insert("smoke_script".into(), json!(SMOKE_SH));
+    let recap = c
+        .run("smoke.yaml", SMOKE, SWARM_NODES, vars, events)
+        .await?;
+    ran_on_caddy_node(recap, "routes answer through Caddy", stack)
 }
 
 /// An image saved on this machine, ready to be loaded on nodes.
@@ -396,6 +632,8 @@ mod tests {
             ("images.yaml", IMAGES),
             ("object.yaml", OBJECT),
             ("prune.yaml", PRUNE),
+            ("history.yaml", HISTORY),
+            ("smoke.yaml", SMOKE),
         ] {
             let plan = Plan::from_text(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!plan.plays.is_empty(), "{name}");

@@ -139,6 +139,25 @@ impl Recap {
         self.hosts.values().map(|h| h.changed).sum()
     }
 
+    /// Adds a later run's tasks and counts, so one command that runs several plans reports
+    /// one recap.
+    pub fn absorb(&mut self, later: Recap) {
+        for (name, l) in later.hosts {
+            let h = self.hosts.entry(name).or_default();
+            h.ok += l.ok;
+            h.changed += l.changed;
+            h.failed += l.failed;
+            h.skipped += l.skipped;
+            h.unreachable |= l.unreachable;
+            if h.error.is_none() {
+                h.error = l.error;
+            }
+            h.duration_ms += l.duration_ms;
+        }
+        self.tasks.extend(later.tasks);
+        self.duration_ms += later.duration_ms;
+    }
+
     fn record(&mut self, r: &TaskReport) {
         let h = self.hosts.entry(r.host.clone()).or_default();
         match r.status {

@@ -2,7 +2,10 @@
 # services run all their replicas (healthy, when they have a healthcheck) with no update in
 # flight; jobs have completed. On failure, names the service, its task errors and the tail of
 # its logs, and exits 1. Prints one line per service when done.
-stack=$1 timeout=$2
+# $3 is `update` (a rollout: a service Swarm rolled back failed it) or `restore` (going back to
+# an earlier deploy: a service Swarm rolled back is where it should be once the rollback ends).
+# $4: when this deploy began (epoch seconds); an update state older than that is history.
+stack=$1 timeout=$2 mode=${3:-update} since=${4:-0}
 deadline=$(( $(date +%s) + timeout ))
 report() {
   svc=$1 why=$2
@@ -17,11 +20,18 @@ while :; do
   services=$(docker stack services "$stack" --format '{{.Name}}')
   if [ -z "$services" ]; then echo "stack \`$stack\` has no services" >&2; exit 1; fi
   for svc in $services; do
-    info=$(docker service inspect "$svc" --format '{{if .Spec.Mode.ReplicatedJob}}job{{else if .Spec.Mode.Global}}global{{else}}replicated{{end}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}')
-    mode=${info%% *} update=${info#* }
-    case "$update" in
-      rollback_started|rollback_paused|rollback_completed)
+    info=$(docker service inspect "$svc" --format '{{if .Spec.Mode.ReplicatedJob}}job{{else if .Spec.Mode.Global}}global{{else}}replicated{{end}} {{if .UpdateStatus}}{{.UpdateStatus.State}} {{with .UpdateStatus.StartedAt}}{{.Unix}}{{end}}{{end}}')
+    kind=${info%% *} update=${info#* } began=0
+    case "$update" in *" "*) began=${update#* } update=${update%% *};; esac
+    # A rollback left by an earlier, failed rollout says nothing about this one.
+    [ "${began:-0}" -gt 0 ] && [ $((began + 2)) -lt "$since" ] && update=""
+    case "$mode $update" in
+      "restore rollback_started") waiting="$waiting $svc"; continue;;
+      "restore rollback_completed") ;;
+      *" rollback_started"|*" rollback_paused"|*" rollback_completed")
         report "$svc" "was rolled back: its update failed"; exit 1;;
+    esac
+    case "$update" in
       paused) report "$svc" "update paused: a new task failed"; exit 1;;
       updating) waiting="$waiting $svc"; continue;;
     esac
@@ -33,7 +43,7 @@ while :; do
       Rejected*"No such image"*)
         report "$svc" "cannot start: its image is not on the node (run \`minipaas deploy build\`, or check the image name)"; exit 1;;
     esac
-    if [ "$mode" = job ]; then
+    if [ "$kind" = job ]; then
       # "0/1 (1/1 completed)"
       completed=$(echo "$replicas" | sed -n 's/.*(\([0-9]*\)\/\([0-9]*\) completed).*/\1 \2/p')
       if [ -n "$completed" ] && [ "${completed% *}" = "${completed#* }" ]; then
