@@ -1,5 +1,10 @@
 //! `systemd`: a unit enabled or disabled, started, stopped, restarted or reloaded; systemd's
 //! view of unit files reloaded when they changed on disk.
+//!
+//! Whether they changed is systemd's `NeedDaemonReload`, and, for drop-ins, the `.conf` files in
+//! `/etc/systemd/system/UNIT.d` and `/run/systemd/system/UNIT.d` compared with the unit's
+//! `DropInPaths`: systemd 252 (Debian 12) says `NeedDaemonReload=no` for a drop-in in a directory
+//! created since the last reload, and a restart would run the unit without it.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -58,6 +63,14 @@ impl Systemd {
         match &self.name {
             // One `systemctl show` instead of is-enabled + is-active + show: systemctl is the
             // slowest thing a no-op run does on a host.
+            Some(n) if self.daemon_reload => format!(
+                "show=$(systemctl show -p Id -p UnitFileState -p ActiveState -p NeedDaemonReload \
+                 -p DropInPaths {} 2>/dev/null); printf '%s\\n' \"$show\"; \
+                 id=$(printf '%s\\n' \"$show\" | sed -n 's/^Id=//p'); \
+                 for f in /etc/systemd/system/\"$id\".d/*.conf /run/systemd/system/\"$id\".d/*.conf; do \
+                 [ -z \"$id\" ] || [ ! -e \"$f\" ] || printf 'DropInFile=%s\\n' \"$f\"; done",
+                shell_quote(n)
+            ),
             Some(n) => format!(
                 "systemctl show -p UnitFileState -p ActiveState -p NeedDaemonReload {} 2>/dev/null",
                 shell_quote(n)
@@ -80,8 +93,15 @@ impl Systemd {
             get("ActiveState="),
             get("NeedDaemonReload="),
         );
+        let loaded = get("DropInPaths=");
+        let loaded: Vec<&str> = loaded.split_whitespace().collect();
+        let unseen_drop_in = seen
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("DropInFile="))
+            .any(|f| !loaded.contains(&f.trim()));
         let mut c = Vec::new();
-        if self.daemon_reload && need_reload == "yes" {
+        if self.daemon_reload && (need_reload == "yes" || unseen_drop_in) {
             c.push(Change::DaemonReload);
         }
         match self.masked {
@@ -144,5 +164,55 @@ impl Systemd {
         );
         ctx.run_ok(&what, &s, None).await?;
         Ok(Applied::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seen(s: &str) -> Seen {
+        Seen {
+            code: Some(0),
+            stdout: s.into(),
+        }
+    }
+
+    #[test]
+    fn daemon_reload_when_systemd_or_the_drop_ins_say_so() {
+        let conf = "/etc/systemd/system/docker.service.d/minipaas.conf";
+        let run = "/run/systemd/system/docker.service.d/x.conf";
+        let both = format!("/usr/lib/systemd/system/docker.service.d/a.conf {conf}");
+        let show = |reload: &str, paths: &str| {
+            format!(
+                "Id=docker.service\nNeedDaemonReload={reload}\nDropInPaths={paths}\n\
+                 UnitFileState=enabled\nActiveState=active\n"
+            )
+        };
+        let cases = [
+            // (what the probe printed, daemon-reload expected)
+            (show("no", conf), false),
+            (show("yes", conf), true),
+            // systemd 252: a drop-in in a directory made since the last reload goes unseen.
+            (format!("{}DropInFile={conf}\n", show("no", "")), true),
+            (format!("{}DropInFile={conf}\n", show("no", conf)), false),
+            (
+                format!("{}DropInFile={conf}\nDropInFile={run}\n", show("no", &both)),
+                true,
+            ),
+        ];
+        let s = Systemd::new(&json!({"name": "docker", "daemon_reload": true})).unwrap();
+        for (out, want) in cases {
+            let got = s
+                .check(&seen(&out))
+                .unwrap()
+                .contains(&Change::DaemonReload);
+            assert_eq!(got, want, "{out}");
+        }
+        // Without daemon_reload a unit's files are not its business.
+        let s = Systemd::new(&json!({"name": "docker", "state": "started"})).unwrap();
+        let out = format!("{}DropInFile={conf}\n", show("yes", ""));
+        assert!(s.check(&seen(&out)).unwrap().is_empty());
     }
 }
