@@ -1,5 +1,10 @@
 //! `systemd`: a unit enabled or disabled, started, stopped, restarted or reloaded; systemd's
 //! view of unit files reloaded when they changed on disk.
+//!
+//! Whether they changed is systemd's `NeedDaemonReload`, and, for drop-ins, the `.conf` files in
+//! `/etc/systemd/system/UNIT.d` and `/run/systemd/system/UNIT.d` compared with the unit's
+//! `DropInPaths`: systemd 252 (Debian 12) says `NeedDaemonReload=no` for a drop-in in a directory
+//! created since the last reload, and a restart would run the unit without it.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -104,6 +109,21 @@ impl UnitProbes {
     }
 }
 
+/// Whether a drop-in file on disk is missing from the unit's loaded `DropInPaths`. systemd 252
+/// (Debian 12) does not count a drop-in in a directory made since the last daemon-reload in
+/// `NeedDaemonReload`: without this, docker's first start ignores minipaas's drop-in.
+fn unseen_drop_in(probed: &str) -> bool {
+    let loaded = probed
+        .lines()
+        .find_map(|l| l.strip_prefix("DropInPaths="))
+        .unwrap_or("");
+    let loaded: Vec<&str> = loaded.split_whitespace().collect();
+    probed
+        .lines()
+        .filter_map(|l| l.strip_prefix("DropInFile="))
+        .any(|f| !loaded.contains(&f.trim()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -156,20 +176,32 @@ impl Systemd {
             Some(n) if n.contains(['*', '?', '[']) => {
                 Probe::Shell(format!("systemctl show {PROPERTIES} -- {}", shell_quote(n)))
             }
+            // A unit whose files this task reloads also lists its drop-ins, asked on its own
+            // (a handful of tasks per plan): see `unseen_drop_in`.
+            Some(n) if self.daemon_reload => Probe::Shell(format!(
+                "show=$(systemctl show -p Id -p DropInPaths {PROPERTIES} -- {} 2>/dev/null); \
+                 printf '%s\\n' \"$show\"; id=$(printf '%s\\n' \"$show\" | sed -n 's/^Id=//p'); \
+                 for f in /etc/systemd/system/\"$id\".d/*.conf /run/systemd/system/\"$id\".d/*.conf; do \
+                 [ -z \"$id\" ] || [ ! -e \"$f\" ] || printf 'DropInFile=%s\\n' \"$f\"; done",
+                shell_quote(n)
+            )),
             Some(n) => Probe::Unit(n.clone()),
             None => Probe::Shell("echo none".into()),
         }
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let st = match seen {
-            Seen::Unit(Ok(st)) => st.clone(),
+        let (st, unseen_drop_in) = match seen {
+            Seen::Unit(Ok(st)) => (st.clone(), false),
             Seen::Unit(Err(message)) => {
                 return Err(ModuleError::Probe {
                     message: message.clone(),
                 })
             }
-            other => UnitState::parse(other.output()?),
+            other => {
+                let out = other.output()?;
+                (UnitState::parse(out), unseen_drop_in(out))
+            }
         };
         let UnitState {
             file_state: enabled,
@@ -177,7 +209,7 @@ impl Systemd {
             need_reload,
         } = st;
         let mut c = Vec::new();
-        if self.daemon_reload && need_reload == "yes" {
+        if self.daemon_reload && (need_reload == "yes" || unseen_drop_in) {
             c.push(Change::DaemonReload);
         }
         match self.masked {
@@ -292,7 +324,10 @@ mod tests {
         let m = Systemd::new(&json!({"name": "x", "enabled": true, "state": "started",
                                      "daemon_reload": true}))
         .unwrap();
-        assert_eq!(m.probe(), Probe::Unit("x".into()));
+        // Reloading its files, the unit lists its drop-ins on its own; otherwise it is batched.
+        assert!(matches!(m.probe(), Probe::Shell(s) if s.contains("DropInFile=")));
+        let plain = Systemd::new(&json!({"name": "x", "state": "started"})).unwrap();
+        assert_eq!(plain.probe(), Probe::Unit("x".into()));
         let seen = Seen::Unit(Ok(UnitState {
             file_state: "disabled".into(),
             active: "inactive".into(),
@@ -310,5 +345,49 @@ mod tests {
         assert!(m.check(&seen).unwrap().is_empty());
         let pattern = Systemd::new(&json!({"name": "x@*", "state": "started"})).unwrap();
         assert!(matches!(pattern.probe(), Probe::Shell(_)));
+    }
+
+    fn seen(s: &str) -> Seen {
+        Seen::Output {
+            code: Some(0),
+            stdout: s.into(),
+        }
+    }
+
+    #[test]
+    fn daemon_reload_when_systemd_or_the_drop_ins_say_so() {
+        let conf = "/etc/systemd/system/docker.service.d/minipaas.conf";
+        let run = "/run/systemd/system/docker.service.d/x.conf";
+        let both = format!("/usr/lib/systemd/system/docker.service.d/a.conf {conf}");
+        let show = |reload: &str, paths: &str| {
+            format!(
+                "Id=docker.service\nNeedDaemonReload={reload}\nDropInPaths={paths}\n\
+                 UnitFileState=enabled\nActiveState=active\n"
+            )
+        };
+        let cases = [
+            // (what the probe printed, daemon-reload expected)
+            (show("no", conf), false),
+            (show("yes", conf), true),
+            // systemd 252: a drop-in in a directory made since the last reload goes unseen.
+            (format!("{}DropInFile={conf}\n", show("no", "")), true),
+            (format!("{}DropInFile={conf}\n", show("no", conf)), false),
+            (
+                format!("{}DropInFile={conf}\nDropInFile={run}\n", show("no", &both)),
+                true,
+            ),
+        ];
+        let s = Systemd::new(&json!({"name": "docker", "daemon_reload": true})).unwrap();
+        for (out, want) in cases {
+            let got = s
+                .check(&seen(&out))
+                .unwrap()
+                .contains(&Change::DaemonReload);
+            assert_eq!(got, want, "{out}");
+        }
+        // Without daemon_reload a unit's files are not its business.
+        let s = Systemd::new(&json!({"name": "docker", "state": "started"})).unwrap();
+        let out = format!("{}DropInFile={conf}\n", show("yes", ""));
+        assert!(s.check(&seen(&out)).unwrap().is_empty());
     }
 }
