@@ -318,7 +318,11 @@ impl fmt::Display for Change {
             Change::Stop => write!(f, "stop"),
             Change::Restart => write!(f, "restart"),
             Change::Reload => write!(f, "reload"),
-            Change::Run(c) => write!(f, "run `{c}`"),
+            // A script's first line names it; the whole of it is in the plan.
+            Change::Run(c) => match c.trim().split_once('\n') {
+                Some((first, _)) => write!(f, "run `{}` …", first.trim_end()),
+                None => write!(f, "run `{}`", c.trim()),
+            },
             Change::Download(u) => write!(f, "download {u}"),
             Change::LoadImage(i) => write!(f, "load image {i}"),
         }
@@ -538,5 +542,20 @@ impl Module {
             Module::Cron(m) => Some(&m.path),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Change;
+
+    #[test]
+    fn a_script_is_named_by_its_first_line() {
+        let run = |c: &str| Change::Run(c.into()).to_string();
+        assert_eq!(
+            run("systemctl restart docker"),
+            "run `systemctl restart docker`"
+        );
+        assert_eq!(run("set -e\ndir=/etc\nnft -f x\n"), "run `set -e` …");
     }
 }
