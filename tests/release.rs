@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -146,37 +146,30 @@ fn deployed_app(lab: &Lab) -> Example {
     ex
 }
 
-/// The image's tag of every running task of `service`.
-/// The images of the service's tasks once as many run as it wants replicas, for at most a
-/// minute: Swarm replaces a task that failed to start (dockerd in the lab nodes sometimes
-/// loses a fresh container), and for a moment the old and the new one both want to run.
+/// The image of every running task of `service`, once as many run as it wants replicas (for
+/// at most a minute): Swarm replaces a task that failed to start (dockerd in the lab nodes
+/// sometimes loses a fresh container), and for a moment the old and the new one both want to run.
 fn running_images(lab: &Lab, service: &str) -> Vec<String> {
-    let read = || {
-        lab.ssh_ok(
+    let settled = wait_for(&format!("`{service}` to run its replicas"), 60, || {
+        let out = lab.ssh_ok(
             "node1",
             &format!(
                 "docker service inspect {STACK}_{service} --format 'want {{{{.Spec.Mode.Replicated.Replicas}}}}' 2>/dev/null; \
                  docker service ps {STACK}_{service} --filter desired-state=running --format '{{{{.Image}}}} {{{{.CurrentState}}}}' 2>/dev/null; true"
             ),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = read();
+        );
         let want: Option<usize> = out
             .lines()
             .find_map(|l| l.strip_prefix("want "))
             .and_then(|n| n.trim().parse().ok());
         let tasks: Vec<&str> = out.lines().filter(|l| !l.starts_with("want ")).collect();
-        let settled = want == Some(tasks.len()) && tasks.iter().all(|t| t.contains(" Running "));
-        if settled || Instant::now() >= deadline {
-            return tasks
-                .iter()
-                .map(|t| t.split(' ').next().unwrap_or_default().to_string())
-                .collect();
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+        (want == Some(tasks.len()) && tasks.iter().all(|t| t.contains(" Running ")))
+            .then(|| tasks.join("\n"))
+    });
+    settled
+        .lines()
+        .map(|t| t.split(' ').next().unwrap_or_default().to_string())
+        .collect()
 }
 
 fn has_service(lab: &Lab, service: &str) -> bool {

@@ -16,7 +16,12 @@ use super::{Applied, Change, ModuleError, Probe, Seen};
 
 /// The properties a check reads. One `systemctl show` answers for every unit of a batch:
 /// systemctl is the slowest thing a no-op run starts on a host.
-const PROPERTIES: &str = "-p UnitFileState -p ActiveState -p NeedDaemonReload";
+const PROPERTIES: &str = "-p Id -p UnitFileState -p ActiveState -p NeedDaemonReload -p DropInPaths";
+
+/// Lists the drop-in files on disk, one `DropInFile=PATH` line each, with shell builtins only.
+const DROP_INS_ON_DISK: &str =
+    "for f in /etc/systemd/system/*.d/*.conf /run/systemd/system/*.d/*.conf; \
+     do if [ -e \"$f\" ]; then echo \"DropInFile=$f\"; fi; done";
 
 /// systemd's view of a unit; empty strings where systemd has no value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,11 +32,14 @@ pub struct UnitState {
     pub active: String,
     /// `yes` when the unit's files changed on disk since systemd read them.
     pub need_reload: String,
+    /// A drop-in on disk that systemd has not loaded, which `need_reload` misses in systemd 252.
+    pub unseen_drop_in: bool,
 }
 
 impl UnitState {
-    /// Reads `Key=value` lines as `systemctl show` prints them for one unit.
-    pub fn parse(text: &str) -> UnitState {
+    /// Reads `Key=value` lines as `systemctl show` prints them for one unit; `on_disk`: the
+    /// drop-in files found in /etc/systemd/system and /run/systemd/system.
+    pub fn parse(text: &str, on_disk: &[&str]) -> UnitState {
         let get = |p: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(p))
@@ -39,10 +47,22 @@ impl UnitState {
                 .trim()
                 .to_string()
         };
+        let id = get("Id=");
+        let loaded = get("DropInPaths=");
+        let loaded: Vec<&str> = loaded.split_whitespace().collect();
+        let dirs = [
+            format!("/etc/systemd/system/{id}.d/"),
+            format!("/run/systemd/system/{id}.d/"),
+        ];
+        let unseen_drop_in = !id.is_empty()
+            && on_disk
+                .iter()
+                .any(|f| dirs.iter().any(|d| f.starts_with(d.as_str())) && !loaded.contains(f));
         UnitState {
             file_state: get("UnitFileState="),
             active: get("ActiveState="),
             need_reload: get("NeedDaemonReload="),
+            unseen_drop_in,
         }
     }
 }
@@ -71,21 +91,31 @@ impl UnitProbes {
         self.units.is_empty()
     }
 
-    /// A read-only script for [`UnitProbes::parse`]. `systemctl show` answers in the order
-    /// asked, a blank line between units; a name it refuses fails the whole call, and then
-    /// each unit is asked on its own, as a probe of one unit would have been.
+    /// A read-only script for [`UnitProbes::parse`]: the drop-in files on disk, then
+    /// `systemctl show`, which answers in the order asked, a blank line between units; a name
+    /// it refuses fails the whole call, and then each unit is asked on its own, as a probe of
+    /// one unit would have been.
     pub fn script(&self) -> String {
         let units: Vec<String> = self.units.iter().map(|u| shell_quote(u)).collect();
         let units = units.join(" ");
         format!(
-            "systemctl show {PROPERTIES} -- {units} || for u in {units}; do echo '{ONE_BY_ONE}'; \
-             systemctl show {PROPERTIES} -- \"$u\"; done"
+            "{DROP_INS_ON_DISK}; systemctl show {PROPERTIES} -- {units} || for u in {units}; \
+             do echo '{ONE_BY_ONE}'; systemctl show {PROPERTIES} -- \"$u\"; done"
         )
     }
 
     /// Each unit's state, in [`UnitProbes::add`] order.
     pub fn parse(&self, text: &str) -> Vec<Result<UnitState, String>> {
         let n = self.units.len();
+        let on_disk: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("DropInFile="))
+            .collect();
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("DropInFile="))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let blocks: Vec<&str> = if text.lines().any(|l| l == ONE_BY_ONE) {
             // What the failed call printed before the first marker is not an answer.
             text.split(&format!("{ONE_BY_ONE}\n")).skip(1).collect()
@@ -104,24 +134,9 @@ impl UnitProbes {
         }
         blocks
             .into_iter()
-            .map(|b| Ok(UnitState::parse(b)))
+            .map(|b| Ok(UnitState::parse(b, &on_disk)))
             .collect()
     }
-}
-
-/// Whether a drop-in file on disk is missing from the unit's loaded `DropInPaths`. systemd 252
-/// (Debian 12) does not count a drop-in in a directory made since the last daemon-reload in
-/// `NeedDaemonReload`: without this, docker's first start ignores minipaas's drop-in.
-fn unseen_drop_in(probed: &str) -> bool {
-    let loaded = probed
-        .lines()
-        .find_map(|l| l.strip_prefix("DropInPaths="))
-        .unwrap_or("");
-    let loaded: Vec<&str> = loaded.split_whitespace().collect();
-    probed
-        .lines()
-        .filter_map(|l| l.strip_prefix("DropInFile="))
-        .any(|f| !loaded.contains(&f.trim()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -176,37 +191,27 @@ impl Systemd {
             Some(n) if n.contains(['*', '?', '[']) => {
                 Probe::Shell(format!("systemctl show {PROPERTIES} -- {}", shell_quote(n)))
             }
-            // A unit whose files this task reloads also lists its drop-ins, asked on its own
-            // (a handful of tasks per plan): see `unseen_drop_in`.
-            Some(n) if self.daemon_reload => Probe::Shell(format!(
-                "show=$(systemctl show -p Id -p DropInPaths {PROPERTIES} -- {} 2>/dev/null); \
-                 printf '%s\\n' \"$show\"; id=$(printf '%s\\n' \"$show\" | sed -n 's/^Id=//p'); \
-                 for f in /etc/systemd/system/\"$id\".d/*.conf /run/systemd/system/\"$id\".d/*.conf; do \
-                 [ -z \"$id\" ] || [ ! -e \"$f\" ] || printf 'DropInFile=%s\\n' \"$f\"; done",
-                shell_quote(n)
-            )),
             Some(n) => Probe::Unit(n.clone()),
             None => Probe::Shell("echo none".into()),
         }
     }
 
     pub fn check(&self, seen: &Seen) -> Result<Vec<Change>, ModuleError> {
-        let (st, unseen_drop_in) = match seen {
-            Seen::Unit(Ok(st)) => (st.clone(), false),
+        let st = match seen {
+            Seen::Unit(Ok(st)) => st.clone(),
             Seen::Unit(Err(message)) => {
                 return Err(ModuleError::Probe {
                     message: message.clone(),
                 })
             }
-            other => {
-                let out = other.output()?;
-                (UnitState::parse(out), unseen_drop_in(out))
-            }
+            // A pattern's units: no drop-in is read for them.
+            other => UnitState::parse(other.output()?, &[]),
         };
         let UnitState {
             file_state: enabled,
             active,
             need_reload,
+            unseen_drop_in,
         } = st;
         let mut c = Vec::new();
         if self.daemon_reload && (need_reload == "yes" || unseen_drop_in) {
@@ -300,7 +305,8 @@ mod tests {
             UnitState {
                 file_state: "enabled".into(),
                 active: "active".into(),
-                need_reload: "no".into()
+                need_reload: "no".into(),
+                unseen_drop_in: false,
             }
         );
         assert_eq!(got[1].clone().unwrap().need_reload, "yes");
@@ -324,14 +330,12 @@ mod tests {
         let m = Systemd::new(&json!({"name": "x", "enabled": true, "state": "started",
                                      "daemon_reload": true}))
         .unwrap();
-        // Reloading its files, the unit lists its drop-ins on its own; otherwise it is batched.
-        assert!(matches!(m.probe(), Probe::Shell(s) if s.contains("DropInFile=")));
-        let plain = Systemd::new(&json!({"name": "x", "state": "started"})).unwrap();
-        assert_eq!(plain.probe(), Probe::Unit("x".into()));
+        assert_eq!(m.probe(), Probe::Unit("x".into()));
         let seen = Seen::Unit(Ok(UnitState {
             file_state: "disabled".into(),
             active: "inactive".into(),
             need_reload: "yes".into(),
+            unseen_drop_in: false,
         }));
         assert_eq!(
             m.check(&seen).unwrap(),
@@ -341,17 +345,16 @@ mod tests {
             file_state: "static".into(),
             active: "active".into(),
             need_reload: "no".into(),
+            unseen_drop_in: false,
         }));
         assert!(m.check(&seen).unwrap().is_empty());
         let pattern = Systemd::new(&json!({"name": "x@*", "state": "started"})).unwrap();
         assert!(matches!(pattern.probe(), Probe::Shell(_)));
     }
 
+    /// What the batched probe of one unit answers, given what its script printed.
     fn seen(s: &str) -> Seen {
-        Seen::Output {
-            code: Some(0),
-            stdout: s.into(),
-        }
+        Seen::Unit(units(&["docker"]).parse(s).remove(0))
     }
 
     #[test]
