@@ -11,9 +11,11 @@ as_root() {
 }
 
 # command (or file) -> the Debian packages that provide it. The rendered node configs are
-# checked by the real tools (nft, syslog-ng, caddy, fail2ban) in the golden tests.
+# checked by the real tools (nft, syslog-ng, caddy, fail2ban) in the golden tests. The scripts
+# run an engine, so `dockerd` is what decides: a machine may have only a Docker client on PATH.
 declare -A NEEDED=(
     [docker]=docker.io
+    [dockerd]=docker.io
     [debootstrap]=debootstrap
     [ssh]=openssh-client
     [ssh-keygen]=openssh-client
@@ -43,10 +45,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get install -y -q "${missing[@]}"
 fi
 
-for tool in cargo rustfmt cargo-clippy; do
-    command -v "$tool" >/dev/null 2>&1 \
-        || die "\`$tool\` is missing: install Rust (>= 1.85) with the rustfmt and clippy components"
-done
+# The scripts that build minipaas call this; the packages and the engine above need no Rust.
+need_rust() {
+    local tool
+    for tool in cargo rustfmt cargo-clippy; do
+        command -v "$tool" >/dev/null 2>&1 \
+            || die "\`$tool\` is missing: install Rust (>= 1.85) with the rustfmt and clippy components"
+    done
+}
 
 if ! docker info >/dev/null 2>&1; then
     say "no Docker engine answers; starting dockerd (log: /var/log/minipaas-dockerd.log)"
