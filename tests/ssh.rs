@@ -33,6 +33,11 @@ impl Sshd {
 
     /// `extra` goes first in sshd_config, where it wins (sshd keeps the first value it reads).
     fn start_with(extra: &str) -> Sshd {
+        Sshd::start_full("ed25519", extra)
+    }
+
+    /// A server whose only host key is of type `host_key_kind` (`ssh-keygen -t`).
+    fn start_full(host_key_kind: &str, extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install it with `apt-get install -y openssh-server`"
@@ -41,7 +46,7 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        keygen(&d.join("host_key"), "ed25519", &[]);
+        keygen(&d.join("host_key"), host_key_kind, &[]);
         let host_key = public_key(&d.join("host_key"));
         let key = d.join("id_ed25519");
         keygen(&key, "ed25519", &[]);
@@ -478,6 +483,79 @@ async fn changed_host_key_is_refused_naming_file_and_line() {
             other => panic!("{policy:?}: {other:?}"),
         }
     }
+}
+
+/// A man in the middle that has only a key of another type than the one on record (here:
+/// ECDSA where Ed25519 was recorded) is a changed key under every policy, as OpenSSH says
+/// "REMOTE HOST IDENTIFICATION HAS CHANGED", and nothing is recorded.
+#[tokio::test]
+async fn key_of_another_type_than_recorded_is_a_changed_key() {
+    let sshd = Sshd::start_full("ecdsa", "");
+    assert!(
+        sshd.host_key.starts_with("ecdsa-sha2-"),
+        "{}",
+        sshd.host_key
+    );
+    keygen(&sshd.path("recorded_host_key"), "ed25519", &[]);
+    let recorded = sshd.path("known_hosts");
+    let text = format!(
+        "# the host as first seen\n{} {}\n",
+        sshd.name(),
+        public_key(&sshd.path("recorded_host_key"))
+    );
+    std::fs::write(&recorded, &text).unwrap();
+    for hashed in [false, true] {
+        if hashed {
+            let out = Command::new("ssh-keygen")
+                .arg("-H")
+                .arg("-f")
+                .arg(&recorded)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let text = std::fs::read_to_string(&recorded).unwrap();
+        for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+            let mut target = sshd.target(Some(sshd.key.clone()), vec![recorded.clone()]);
+            target.host_key_policy = policy;
+            let err = SshTransport::connect(target).await.err().unwrap();
+            let message = err.to_string();
+            match err {
+                TransportError::ChangedHostKey { file, line, .. } => {
+                    assert_eq!((&file, line), (&recorded, 2), "{message}");
+                }
+                other => panic!("hashed {hashed}, {policy:?}: {other:?}"),
+            }
+            assert!(message.contains("has CHANGED"), "{message}");
+            assert_eq!(std::fs::read_to_string(&recorded).unwrap(), text);
+        }
+    }
+    // The same server is accepted once its key is on record in its place.
+    std::fs::write(&recorded, format!("{} {}\n", sshd.name(), sshd.host_key)).unwrap();
+    let target = sshd.target(Some(sshd.key.clone()), vec![recorded]);
+    let t = SshTransport::connect(target).await.unwrap();
+    assert!(t.exec("true", None).await.unwrap().success());
+}
+
+/// OpenSSH refuses a private key that group or others can read; so does minipaas.
+#[tokio::test]
+async fn private_key_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start();
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&sshd.key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let target = sshd.target(Some(sshd.key.clone()), vec![sshd.known_hosts()]);
+        match SshTransport::connect(target).await.err().unwrap() {
+            e @ TransportError::Key { .. } => {
+                let text = e.to_string();
+                assert!(text.contains(&format!("{mode:04o}")), "{text}");
+                assert!(text.contains("too open"), "{text}");
+            }
+            other => panic!("{mode:o}: {other:?}"),
+        }
+    }
+    std::fs::set_permissions(&sshd.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    sshd.connect().await;
 }
 
 #[tokio::test]

@@ -25,7 +25,9 @@ pub(crate) enum Verdict {
     Known,
     /// No line for this host records a key of this type.
     Unknown,
-    /// A line for this host records another key of the same type (the first such line).
+    /// Lines for this host record other keys, and none records this one (the first such line).
+    /// A key of a type not on record counts too: a man in the middle need only offer a type
+    /// the real host never had.
     Changed { file: PathBuf, line: usize },
     /// An `@revoked` line names this key.
     Revoked { file: PathBuf, line: usize },
@@ -62,7 +64,8 @@ impl KnownHosts {
 
     /// Checks `key` presented by the host known as `name` (see [`host_name`]). Like OpenSSH, a
     /// matching line anywhere wins over a mismatching one elsewhere, and a revoked key is refused
-    /// whatever else is recorded.
+    /// whatever else is recorded. Any key on record for the host makes every other key a changed
+    /// one, whatever its type: only a host with nothing on record is `Unknown`.
     pub(crate) fn check(&self, name: &str, key: &PublicKey) -> Verdict {
         let mut known = false;
         let mut changed = None;
@@ -84,9 +87,7 @@ impl KnownHosts {
                     }
                     if same_key {
                         known = true;
-                    } else if changed.is_none()
-                        && entry.key.key_data().algorithm() == key.key_data().algorithm()
-                    {
+                    } else if changed.is_none() {
                         changed = Some((path.to_path_buf(), line));
                     }
                 }
@@ -99,8 +100,8 @@ impl KnownHosts {
         }
     }
 
-    /// The key types recorded for `name`, in file order, so the connection can ask the server
-    /// for one of those first (as OpenSSH does) instead of a type we would not recognise.
+    /// The key types recorded for `name`, in file order: the connection offers only these in
+    /// the handshake, so a host with keys on record is asked for one it has shown before.
     pub(crate) fn recorded_algorithms(&self, name: &str) -> Vec<russh::keys::Algorithm> {
         let mut out = Vec::new();
         for (_, _, entry) in self.entries() {
@@ -112,6 +113,16 @@ impl KnownHosts {
             }
         }
         out
+    }
+}
+
+impl KnownHosts {
+    /// The first line that records a key for `name`: where a changed key is said to differ from
+    /// the record when the server had no key of a recorded type to show.
+    pub(crate) fn first_recorded(&self, name: &str) -> Option<(PathBuf, usize)> {
+        self.entries()
+            .find(|(_, _, e)| e.marker == Marker::None && hosts_match(e.hosts, name))
+            .map(|(path, line, _)| (path.to_path_buf(), line))
     }
 }
 
@@ -396,10 +407,16 @@ mod tests {
         ]);
         assert_eq!(kh.check(name, &a), Verdict::Known);
 
-        // A key of another type recorded for the host is not a change.
+        // A key of another type than the one recorded for the host is a changed key too.
         let ecdsa = "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHIJ2R+gpGfUyMF0sAXR5XIu8zJpjiQzFDT3PW2F/d5oXplO97qB3+O+2JyDmoLUcybv/gGpwFtCRjT/c7cPeII=";
         let kh = hosts(&[&format!("{name} ecdsa-sha2-nistp256 {ecdsa}\n")]);
-        assert_eq!(kh.check(name, &a), Verdict::Unknown);
+        assert_eq!(
+            kh.check(name, &a),
+            Verdict::Changed {
+                file: "kh0".into(),
+                line: 1
+            }
+        );
         assert_eq!(
             kh.recorded_algorithms(name),
             vec![russh::keys::Algorithm::Ecdsa {

@@ -91,6 +91,7 @@ impl SshTransport {
             }
         })?;
         let config = config_for(&known.recorded_algorithms(&name));
+        let recorded_at = known.first_recorded(&name);
         let check = HostKeyCheck {
             host: target.host.clone(),
             name,
@@ -98,8 +99,8 @@ impl SshTransport {
             policy: target.host_key_policy,
             record_in: target.known_hosts.first().cloned(),
         };
-        match tokio::time::timeout(target.connect_timeout, establish(&target, config, check)).await
-        {
+        let connecting = establish(&target, config, check, recorded_at);
+        match tokio::time::timeout(target.connect_timeout, connecting).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::ConnectTimeout {
                 host: target.host.clone(),
@@ -295,7 +296,9 @@ async fn establish(
     target: &SshTarget,
     config: Arc<client::Config>,
     check: HostKeyCheck,
+    recorded_at: Option<(PathBuf, usize)>,
 ) -> Result<SshTransport, TransportError> {
+    let name = check.name.clone();
     let tcp = TcpStream::connect((target.address.as_str(), target.port))
         .await
         .map_err(|source| TransportError::Connect {
@@ -311,6 +314,22 @@ async fn establish(
         .await
         .map_err(|e| match e {
             HandshakeError::Refused(e) => e,
+            // Only the recorded key types were offered (`config_for`): a server with none of
+            // them has another key than the one on record, which is a changed key.
+            HandshakeError::Ssh(russh::Error::NoCommonAlgo {
+                kind: russh::AlgorithmKind::Key,
+                theirs,
+                ..
+            }) if recorded_at.is_some() => {
+                let (file, line) = recorded_at.clone().unwrap_or_default();
+                TransportError::ChangedHostKey {
+                    host: target.host.clone(),
+                    address: name.clone(),
+                    fingerprint: format!("only a key of type `{}`", theirs.join("`, `")),
+                    file,
+                    line,
+                }
+            }
             HandshakeError::Ssh(e) => TransportError::Ssh {
                 host: target.host.clone(),
                 reason: format!(
@@ -340,6 +359,18 @@ async fn authenticate_with_key(
         path: path.to_path_buf(),
         reason,
     };
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| key_error(e.to_string()))?;
+    // As OpenSSH does: a private key others can read may already be theirs.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(key_error(format!(
+            "its permissions {mode:04o} are too open: a private key must not be readable by \
+             group or others (`chmod 600 {}`)",
+            path.display()
+        )));
+    }
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|e| key_error(e.to_string()))?;
@@ -453,23 +484,29 @@ async fn rsa_hash(handle: &Handle<HostKeyCheck>) -> Option<HashAlg> {
         .flatten()
 }
 
-/// The shared client configuration, or one whose host key algorithms put the types recorded for
-/// the host first. Without that, a host recorded with only an ECDSA key would present its
-/// Ed25519 key and be refused as unknown (OpenSSH orders its offer the same way).
+/// The shared client configuration for a host with nothing on record, or one whose host key
+/// algorithms are only the types recorded for the host. A server that has none of them fails the
+/// handshake (its key would be refused as changed anyway): a man in the middle cannot get a
+/// key of another type past us by offering only that type.
 fn config_for(recorded: &[Algorithm]) -> Arc<client::Config> {
     static SHARED: OnceLock<Arc<client::Config>> = OnceLock::new();
     let default = Preferred::DEFAULT.key;
+    if recorded.is_empty() {
+        return SHARED.get_or_init(|| Arc::new(config(default))).clone();
+    }
+    Arc::new(config(Cow::Owned(recorded_only(&default, recorded))))
+}
+
+/// `offered` in its order, less the types not in `recorded` (an RSA key on record allows every
+/// RSA signature hash). A recorded type `offered` does not know is left out: russh could not
+/// verify it.
+fn recorded_only(offered: &[Algorithm], recorded: &[Algorithm]) -> Vec<Algorithm> {
     let is_recorded = |a: &Algorithm| {
         recorded.iter().any(|r| {
             r == a || (matches!(r, Algorithm::Rsa { .. }) && matches!(a, Algorithm::Rsa { .. }))
         })
     };
-    if recorded.is_empty() || default.first().is_some_and(is_recorded) {
-        return SHARED.get_or_init(|| Arc::new(config(default))).clone();
-    }
-    let (mut first, rest): (Vec<_>, Vec<_>) = default.iter().cloned().partition(is_recorded);
-    first.extend(rest);
-    Arc::new(config(Cow::Owned(first)))
+    offered.iter().filter(|a| is_recorded(a)).cloned().collect()
 }
 
 fn config(host_keys: Cow<'static, [Algorithm]>) -> client::Config {
@@ -681,24 +718,33 @@ mod tests {
     }
 
     #[test]
-    fn recorded_key_types_are_offered_first() {
-        let first = |recorded: &[Algorithm]| config_for(recorded).preferred.key[0].clone();
-        assert_eq!(first(&[]), Algorithm::Ed25519);
+    fn only_recorded_key_types_are_offered() {
+        let offered = |recorded: &[Algorithm]| config_for(recorded).preferred.key.to_vec();
         let ecdsa = Algorithm::Ecdsa {
             curve: russh::keys::EcdsaCurve::NistP256,
         };
-        assert_eq!(first(std::slice::from_ref(&ecdsa)), ecdsa);
-        // A recorded RSA key brings the SHA-2 signature variants forward.
+        assert_eq!(offered(&[])[0], Algorithm::Ed25519);
+        assert!(offered(&[]).contains(&ecdsa));
+        assert_eq!(offered(std::slice::from_ref(&ecdsa)), vec![ecdsa.clone()]);
+        assert_eq!(offered(&[Algorithm::Ed25519]), vec![Algorithm::Ed25519]);
         assert_eq!(
-            first(&[Algorithm::Rsa { hash: None }]),
+            offered(&[ecdsa.clone(), Algorithm::Ed25519]),
+            vec![Algorithm::Ed25519, ecdsa]
+        );
+        // A recorded RSA key allows its SHA-2 signature variants, and nothing else.
+        let rsa = offered(&[Algorithm::Rsa { hash: None }]);
+        assert!(!rsa.is_empty());
+        assert!(
+            rsa.iter().all(|a| matches!(a, Algorithm::Rsa { .. })),
+            "{rsa:?}"
+        );
+        assert_eq!(
+            rsa[0],
             Algorithm::Rsa {
                 hash: Some(HashAlg::Sha512)
             }
         );
-        // The common case reuses one shared configuration.
-        assert!(Arc::ptr_eq(
-            &config_for(&[Algorithm::Ed25519]),
-            &config_for(&[])
-        ));
+        // A host with nothing on record shares one configuration.
+        assert!(Arc::ptr_eq(&config_for(&[]), &config_for(&[])));
     }
 }
