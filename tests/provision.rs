@@ -569,3 +569,78 @@ fn task_vars_may_use_the_loop_item() {
         "hello b\n"
     );
 }
+
+/// A controller killed in the middle of a multi-megabyte `copy` leaves the old file in place on
+/// the host, and no temp file: the host checks size and sha256 before the rename.
+#[test]
+fn lab_a_write_cut_by_a_killed_controller_leaves_the_old_file() {
+    let lab = lab();
+    let node = lab.node("node3");
+    let dir = tempfile::tempdir().unwrap();
+    let dest_dir = "/opt/mpt-provision-cut";
+    let dest = format!("{dest_dir}/big.bin");
+    let old = lab.ssh_ok(
+        "node3",
+        &format!(
+            "rm -rf {dest_dir} && mkdir -p {dest_dir} && printf 'old content\\n' > {dest} && sha256sum {dest} | cut -c1-64"
+        ),
+    );
+    // 192 MB: the transfer over the lab's loopback lasts long enough to be cut.
+    let big = dir.path().join("big.bin");
+    let mut data = vec![0u8; 192 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&big, &data).unwrap();
+    drop(data);
+    let plan = dir.path().join("cut.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "- hosts: node3\n  tasks:\n    - name: big file\n      copy: {{src: {}, dest: {dest}, mode: \"0600\"}}\n",
+            big.display()
+        ),
+    )
+    .unwrap();
+    let mut child = minipaas()
+        .arg("provision")
+        .arg("-i")
+        .arg(&lab.inventory)
+        .arg(&plan)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Blocks until the first bytes are in the host's temp file, then the controller dies.
+    let waited = crate::common::docker(&[
+        "exec",
+        &node.container,
+        "timeout",
+        "60",
+        "sh",
+        "-c",
+        &format!(
+            "until find {dest_dir} -name '.minipaas.*' -size +0 | grep -q .; do sleep 0.01; done"
+        ),
+    ]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        waited.status.success(),
+        "the write never started: {waited:?}"
+    );
+    // The host's side of the write ends at the EOF of the dropped connection.
+    let left = lab.ssh_ok(
+        "node3",
+        &format!(
+            "for _ in $(seq 100); do ls -A {dest_dir} | grep -q '^.minipaas' || break; sleep 0.1; done; \
+             ls -A {dest_dir}; sha256sum {dest} | cut -c1-64"
+        ),
+    );
+    assert_eq!(left, format!("big.bin\n{old}"), "after the cut write");
+    lab.ssh_ok("node3", &format!("rm -rf {dest_dir}"));
+}

@@ -83,10 +83,12 @@ impl Context<'_> {
         })
     }
 
-    /// Writes `data` to `path` atomically: a temp file in the same directory, attributes set
-    /// (kept from the existing file unless given), `validate` run on it (`%s` is the temp
-    /// path), then renamed into place. Readers never see half a file, and a file that fails
-    /// validation never replaces the old one.
+    /// Writes `data` to `path` atomically: a temp file in the same directory with its owner and
+    /// mode set first (kept from the existing file unless given), then the content, checked
+    /// against `data`'s size and sha256 and fsynced, then `validate` run on it (`%s` is the temp
+    /// path), then renamed into place. Readers never see half a file; a transfer cut short (a
+    /// lost connection, a killed controller: `cat` sees an early EOF), a corrupted one or a file
+    /// that fails validation never replaces the old one, and the temp file is removed.
     pub async fn write_file(
         &self,
         path: &str,
@@ -94,10 +96,26 @@ impl Context<'_> {
         attrs: &Attrs,
         validate: Option<&str>,
     ) -> Result<(), ModuleError> {
-        let script = write_script(path, attrs, validate);
+        let script = write_script(path, &Expected::of(data), attrs, validate);
         self.run_ok(&format!("writing `{path}`"), &script, Some(data))
             .await
             .map(|_| ())
+    }
+}
+
+/// What the host must have received before a written file may replace the old one.
+pub(crate) struct Expected {
+    pub size: usize,
+    /// Lowercase hex, as `sha256sum` prints it.
+    pub sha256: String,
+}
+
+impl Expected {
+    pub(crate) fn of(data: &[u8]) -> Expected {
+        Expected {
+            size: data.len(),
+            sha256: super::files::sha256_hex(data),
+        }
     }
 }
 
@@ -113,17 +131,32 @@ fn tail(stderr: &str, stdout: &str) -> String {
     lines[start..].join("\n")
 }
 
-pub(crate) fn write_script(path: &str, attrs: &Attrs, validate: Option<&str>) -> String {
+/// The script behind [`Context::write_file`]; the content arrives on stdin. Attributes come
+/// before the content, so a new key file is never readable by others for a moment.
+pub(crate) fn write_script(
+    path: &str,
+    expected: &Expected,
+    attrs: &Attrs,
+    validate: Option<&str>,
+) -> String {
     let p = shell_quote(path);
     let mut s = format!(
-        "set -e; t=$(mktemp \"$(dirname {p})/.minipaas.XXXXXX\"); trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; \
+        "set -e; d=$(dirname {p}); t=$(mktemp \"$d/.minipaas.XXXXXX\"); trap 'rm -f \"$t\"' EXIT; \
          if [ -e {p} ]; then chmod --reference={p} \"$t\"; chown --reference={p} \"$t\"; else chmod 0644 \"$t\"; fi; "
     );
     s.push_str(&attr_commands("\"$t\"", attrs));
+    let (size, sha256) = (expected.size, &expected.sha256);
+    s.push_str(&format!(
+        "cat > \"$t\"; n=$(wc -c < \"$t\"); \
+         if [ \"$n\" -ne {size} ]; then echo \"received $n of {size} bytes; the old file is left in place\" >&2; exit 1; fi; \
+         h=$(sha256sum < \"$t\"); if [ \"${{h%% *}}\" != {sha256} ]; then echo \"received content with another sha256; the old file is left in place\" >&2; exit 1; fi; \
+         sync \"$t\"; "
+    ));
     if let Some(v) = validate {
         s.push_str(&format!("{}; ", v.replace("%s", "\"$t\"")));
     }
-    s.push_str(&format!("mv -f \"$t\" {p}; trap - EXIT"));
+    // The directory is synced too, so the rename itself survives a crash.
+    s.push_str(&format!("mv -f \"$t\" {p}; trap - EXIT; sync \"$d\""));
     s
 }
 
@@ -140,4 +173,114 @@ pub(crate) fn attr_commands(target: &str, attrs: &Attrs) -> String {
         s.push_str(&format!("chgrp {} {target}; ", shell_quote(g)));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Runs the write script locally with `sh` (the script is plain POSIX shell, the same on a
+    /// host), feeding it `sent` and returning its exit status and stderr.
+    fn write(path: &std::path::Path, data: &[u8], sent: &[u8], attrs: &Attrs) -> (bool, String) {
+        let script = write_script(path.to_str().unwrap(), &Expected::of(data), attrs, None);
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(sent).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    fn temp_files(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".minipaas."))
+            .collect()
+    }
+
+    #[test]
+    fn a_cut_or_corrupted_transfer_never_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, "old\n").unwrap();
+        let data = b"{\"log-driver\": \"journald\"}\n".repeat(100);
+        let mut corrupted = data.clone();
+        corrupted[10] ^= 1;
+        let cases: [(&[u8], &str); 4] = [
+            (&data[..data.len() / 2], "received 1350 of 2700 bytes"),
+            (b"", "received 0 of 2700 bytes"),
+            (&corrupted, "another sha256"),
+            (
+                &[data.as_slice(), b"x"].concat(),
+                "received 2701 of 2700 bytes",
+            ),
+        ];
+        for (sent, why) in cases {
+            let (ok, stderr) = write(&path, &data, sent, &Attrs::default());
+            assert!(!ok, "{why}");
+            assert!(stderr.contains(why), "{why}: {stderr}");
+            assert_eq!(std::fs::read(&path).unwrap(), b"old\n", "{why}");
+            assert_eq!(temp_files(dir.path()), Vec::<String>::new(), "{why}");
+        }
+        let (ok, stderr) = write(&path, &data, &data, &Attrs::default());
+        assert!(ok, "{stderr}");
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+    }
+
+    /// The mode asked for is on the temp file before the first byte of content arrives: a new
+    /// 0600 key is never 0644 with its content in it, not even for a moment.
+    #[test]
+    fn mode_is_set_before_any_content_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server-key.pem");
+        let data = vec![b'k'; 64 * 1024];
+        let attrs = Attrs {
+            mode: Some("0600".into()),
+            ..Attrs::default()
+        };
+        let script = write_script(path.to_str().unwrap(), &Expected::of(&data), &attrs, None);
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&data[..1024]).unwrap();
+        stdin.flush().unwrap();
+        // The first bytes are in the temp file while the rest has not been sent.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let temp = loop {
+            let with_content = temp_files(dir.path())
+                .into_iter()
+                .map(|n| dir.path().join(n))
+                .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0));
+            if let Some(t) = with_content {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "no temp file with content");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mode = std::fs::metadata(&temp).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "temp file {temp:?} has content at {mode:o}");
+        stdin.write_all(&data[1024..]).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+    }
 }
