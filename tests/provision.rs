@@ -644,3 +644,106 @@ fn lab_a_write_cut_by_a_killed_controller_leaves_the_old_file() {
     assert_eq!(left, format!("big.bin\n{old}"), "after the cut write");
     lab.ssh_ok("node3", &format!("rm -rf {dest_dir}"));
 }
+
+/// A handler notified by a change is not lost when the controller dies before handlers run:
+/// the host keeps a record of it, and the next run, which sees no change, runs it.
+#[test]
+fn lab_a_handler_notified_before_the_controller_died_runs_next_time() {
+    let lab = lab();
+    let node = lab.node("node2");
+    let dir = tempfile::tempdir().unwrap();
+    let base = "/opt/mpt-provision-pending";
+    lab.ssh_ok("node2", &format!("rm -rf {base} && mkdir -p {base}"));
+    let plan = dir.path().join("pending.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "- name: pending handlers\n  hosts: node2\n  tasks:\n\
+             \x20   - name: config\n      copy: {{content: \"v2\\n\", dest: {base}/config}}\n      notify: restart app\n\
+             \x20   - name: slow\n      command: sleep 120\n      when: slow is defined\n\
+             \x20 handlers:\n\
+             \x20   - name: restart app\n      command: sh -c 'echo restarted >> {base}/restarts'\n"
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        minipaas()
+            .arg("provision")
+            .arg("-i")
+            .arg(&lab.inventory)
+            .arg(&plan)
+            .args(["--format", "json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let mut child = minipaas()
+        .arg("provision")
+        .arg("-i")
+        .arg(&lab.inventory)
+        .arg(&plan)
+        .args(["-e", "slow=1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The change is on the host; the controller dies before the slow task ends and handlers run.
+    let waited = crate::common::docker(&[
+        "exec",
+        &node.container,
+        "timeout",
+        "60",
+        "sh",
+        "-c",
+        &format!("until grep -qx v2 {base}/config 2>/dev/null; do sleep 0.02; done"),
+    ]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(waited.status.success(), "the change never came: {waited:?}");
+    assert_eq!(lab.ssh_ok("node2", &format!("cat {base}/config")), "v2");
+    assert_eq!(
+        lab.ssh_ok(
+            "node2",
+            &format!("cat {base}/restarts 2>/dev/null || echo none")
+        ),
+        "none"
+    );
+
+    // Check mode reports the pending handler and runs nothing.
+    let out = run(&["--check"]);
+    let recap = json_recap(&out);
+    assert_eq!(counts(&recap, "node2").0, 1, "{}", stderr(&out));
+    assert_eq!(
+        lab.ssh_ok(
+            "node2",
+            &format!("cat {base}/restarts 2>/dev/null || echo none")
+        ),
+        "none"
+    );
+    // The next run changes nothing but still runs the handler, once.
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recap = json_recap(&out);
+    let handler_runs: Vec<&Value> = recap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["handler"] == true)
+        .collect();
+    assert_eq!(handler_runs.len(), 1, "{recap}");
+    assert_eq!(handler_runs[0]["task"], "restart app");
+    assert_eq!(
+        lab.ssh_ok("node2", &format!("cat {base}/restarts")),
+        "restarted"
+    );
+    // And then it is done: a third run and a check change nothing.
+    for extra in [&[][..], &["--check"][..]] {
+        let out = run(extra);
+        assert_eq!(counts(&json_recap(&out), "node2").0, 0, "{extra:?}");
+    }
+    assert_eq!(
+        lab.ssh_ok("node2", &format!("cat {base}/restarts")),
+        "restarted"
+    );
+    lab.ssh_ok("node2", &format!("rm -rf {base}"));
+}

@@ -15,6 +15,7 @@ use crate::plan::{Plan, Play, Task};
 use crate::template::{self, TemplateError, Templates};
 use crate::transport::Transport;
 
+use super::pending::Pending;
 use super::probe::Batch;
 use super::redact::{is_secret_path, Redactor};
 use super::{vars, Event, Mode, Options, Status, TaskReport};
@@ -107,15 +108,38 @@ struct HostRun<'a> {
     vars: Map<String, Value>,
     redactor: Redactor,
     notified: Vec<String>,
+    /// The host's record of handlers notified but not yet run (see [`Pending`]).
+    pending: std::sync::Mutex<Pending>,
     out: PlayOutcome,
 }
 
+/// Runs one play on one host. `pending` is the host's record of handlers not yet run, read
+/// from the host at its first play of the run and carried across plays.
 pub async fn run_play(
     ctx: &PlayCtx,
     host: &Host,
     transport: &Transport,
     facts: &mut Map<String, Value>,
+    pending: &mut Option<Pending>,
 ) -> PlayOutcome {
+    let record = match pending.take() {
+        Some(p) => p,
+        None => match Pending::load(transport).await {
+            Ok(p) => p,
+            Err(e) => return PlayOutcome::unreachable(crate::error::chain(&e)),
+        },
+    };
+    // Handlers a cut-short run notified and never ran: they run now, as if notified again.
+    let play = &ctx.play;
+    let notified: Vec<String> = record
+        .for_play(&play.name)
+        .filter(|n| {
+            play.handlers
+                .iter()
+                .any(|h| h.name.0 == *n || h.listen.iter().any(|l| l == n))
+        })
+        .map(str::to_string)
+        .collect();
     let vars = vars::build(
         host,
         &ctx.play,
@@ -132,7 +156,8 @@ pub async fn run_play(
         transport,
         vars,
         redactor,
-        notified: Vec::new(),
+        notified,
+        pending: std::sync::Mutex::new(record),
         out: PlayOutcome::default(),
     };
     let tasks: Vec<&Task> = ctx
@@ -143,6 +168,7 @@ pub async fn run_play(
         .collect();
     run.run_tasks(&tasks, false, facts).await;
     // Handlers run for what changed even when a later task failed; not when the host is gone.
+    let mut handlers_failed = false;
     if run.out.unreachable.is_none() && !run.notified.is_empty() {
         let handlers: Vec<&Task> = ctx
             .play
@@ -157,8 +183,27 @@ pub async fn run_play(
         let failed_before = run.out.failed;
         run.out.failed = false;
         run.run_tasks(&handlers, true, facts).await;
+        handlers_failed = run.out.failed;
         run.out.failed |= failed_before;
     }
+    let mut record = std::mem::take(
+        &mut *run
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    // The handlers ran (or none was due): the play owes the host nothing any more.
+    if ctx.opts.mode == Mode::Apply
+        && run.out.unreachable.is_none()
+        && !handlers_failed
+        && record.clear(&play.name)
+    {
+        if let Err(e) = record.save(transport).await {
+            run.out.failed = true;
+            run.out.reports.push(run.report_error(&e));
+        }
+    }
+    *pending = Some(record);
     run.out
 }
 
@@ -171,6 +216,40 @@ fn tag_selected(t: &Task, o: &Options) -> bool {
 impl HostRun<'_> {
     fn sudo(&self, t: &Task) -> bool {
         t.become_.unwrap_or(self.ctx.play.become_) && self.host.user != "root"
+    }
+
+    /// Records `handlers` as pending on the host before the change that notifies them is
+    /// applied: if the run is cut short after the change, the next run still runs them.
+    async fn record_pending(&self, handlers: &[String]) -> Result<(), ModuleError> {
+        let record = {
+            let mut p = self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !p.add(&self.ctx.play.name, handlers) {
+                return Ok(());
+            }
+            p.clone()
+        };
+        record.save(self.transport).await
+    }
+
+    /// A failed report of the engine's own bookkeeping on this host, sent like a task's.
+    fn report_error(&self, e: &ModuleError) -> TaskReport {
+        let report = TaskReport {
+            host: self.host.name.0.clone(),
+            play: self.ctx.play.name.clone(),
+            task: "clear pending handlers".into(),
+            status: Status::Failed,
+            changes: Vec::new(),
+            diff: None,
+            message: Some(self.redactor.redact(&crate::error::chain(e))),
+            at: self.ctx.play.name.clone(),
+            handler: true,
+            duration_ms: 0,
+        };
+        let _ = self.ctx.events.send(Event::TaskDone(report.clone()));
+        report
     }
 
     fn context(&self, sudo: bool) -> Context<'_> {
@@ -554,6 +633,9 @@ impl HostRun<'_> {
             r.result = json!({"changed": true, "failed": false, "skipped": is_command,
                               "rc": 0, "stdout": "", "stderr": "", "stdout_lines": []});
             return Ok(());
+        }
+        if !task.notify.is_empty() && !read_only {
+            self.record_pending(&task.notify).await?;
         }
         let applied = module.apply(ctx, &changes).await?;
         r.applied = !read_only;

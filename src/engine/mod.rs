@@ -8,6 +8,7 @@
 
 mod host;
 pub mod limits;
+mod pending;
 mod probe;
 pub mod redact;
 mod vars;
@@ -186,6 +187,8 @@ struct HostState {
     transport: Option<Arc<Transport>>,
     /// Registered results and `set_fact`s, visible to later plays and as `hostvars`.
     facts: Map<String, Value>,
+    /// The host's record of handlers not yet run; read at its first play.
+    pending: Option<pending::Pending>,
     dead: bool,
     started: Instant,
 }
@@ -229,6 +232,7 @@ pub async fn run(
                     host: h.clone(),
                     transport: None,
                     facts: Map::new(),
+                    pending: None,
                     dead: false,
                     started: Instant::now(),
                 },
@@ -260,6 +264,7 @@ pub async fn run(
         }
         let hostvars = Arc::new(vars::hostvars(states.values().map(|s| (&s.host, &s.facts))));
         let mut jobs = tokio::task::JoinSet::new();
+        let mut job_hosts = std::collections::HashMap::new();
         for name in hosts {
             let Some(mut st) = states.remove(&name) else {
                 continue;
@@ -274,7 +279,7 @@ pub async fn run(
             };
             let limits = limits.clone();
             let known_hosts = known_hosts.clone();
-            jobs.spawn(async move {
+            let job = jobs.spawn(async move {
                 let permit = limits.hosts.clone().acquire_owned().await;
                 if ctx.play.reset_connection {
                     if let Some(t) = st.transport.take() {
@@ -282,16 +287,28 @@ pub async fn run(
                     }
                 }
                 let outcome = match connect(&mut st, &ctx.opts, &known_hosts).await {
-                    Ok(t) => host::run_play(&ctx, &st.host, &t, &mut st.facts).await,
+                    Ok(t) => {
+                        host::run_play(&ctx, &st.host, &t, &mut st.facts, &mut st.pending).await
+                    }
                     Err(e) => host::PlayOutcome::unreachable(e),
                 };
                 drop(permit);
                 (st, outcome)
             });
+            job_hosts.insert(job.id(), name);
         }
-        while let Some(res) = jobs.join_next().await {
-            // A panicking host task is a bug; the other hosts still finish.
-            let Ok((mut st, outcome)) = res else { continue };
+        while let Some(res) = jobs.join_next_with_id().await {
+            let (mut st, outcome) = match res {
+                Ok((_, done)) => done,
+                // A panicking host task is a bug: its host failed, the others still finish,
+                // and the run does not pass for a success.
+                Err(e) => {
+                    if let Some(name) = job_hosts.get(&e.id()) {
+                        host_panicked(&mut recap, &events, &play.name, name, e);
+                    }
+                    continue;
+                }
+            };
             for r in &outcome.reports {
                 recap.record(r);
             }
@@ -322,6 +339,49 @@ pub async fn run(
     }
     recap.duration_ms = started.elapsed().as_millis() as u64;
     Ok(recap)
+}
+
+/// Records a host whose task panicked as failed with an internal error, named as one. The
+/// host is gone from the run (its state went with the task), so later plays skip it.
+fn host_panicked(
+    recap: &mut Recap,
+    events: &UnboundedSender<Event>,
+    play: &str,
+    host: &HostName,
+    e: tokio::task::JoinError,
+) {
+    let report = internal_error(play, host, e);
+    recap.record(&report);
+    let hr = recap.hosts.entry(host.0.clone()).or_default();
+    hr.error = report.message.clone();
+    let _ = events.send(Event::TaskDone(report));
+}
+
+fn internal_error(play: &str, host: &HostName, e: tokio::task::JoinError) -> TaskReport {
+    let why = if e.is_panic() {
+        let payload = e.into_panic();
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into())
+    } else {
+        "the host's task was cancelled".into()
+    };
+    TaskReport {
+        host: host.0.clone(),
+        play: play.to_string(),
+        task: "internal error".into(),
+        status: Status::Failed,
+        changes: Vec::new(),
+        diff: None,
+        message: Some(format!(
+            "internal error in minipaas (a bug; please report it): {why}"
+        )),
+        at: play.to_string(),
+        handler: false,
+        duration_ms: 0,
+    }
 }
 
 /// The user's known_hosts first (it receives keys accepted with `--accept-new-host-keys`), then
@@ -391,4 +451,37 @@ async fn connect(
     let t = Arc::new(t);
     st.transport = Some(t.clone());
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host task that panics fails its host with an internal error: the recap is not a
+    /// success (exit 1) and the panic's message is in the host's error.
+    #[tokio::test]
+    async fn a_panicking_host_task_fails_its_host() {
+        let mut jobs = tokio::task::JoinSet::new();
+        let id = jobs
+            .spawn(async {
+                let overflowing: Vec<u8> = Vec::new();
+                overflowing[usize::MAX / 2]
+            })
+            .id();
+        let Some(Err(e)) = jobs.join_next_with_id().await else {
+            panic!("the task should have panicked");
+        };
+        assert_eq!(e.id(), id);
+        let mut recap = Recap::default();
+        recap.hosts.insert("node1".into(), HostRecap::default());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        host_panicked(&mut recap, &tx, "node", &HostName("node1".into()), e);
+        assert!(!recap.success());
+        let h = &recap.hosts["node1"];
+        assert_eq!(h.failed, 1);
+        let error = h.error.as_deref().unwrap();
+        assert!(error.contains("internal error"), "{error}");
+        assert!(error.contains("out of bounds"), "{error}");
+        assert!(matches!(rx.try_recv(), Ok(Event::TaskDone(r)) if r.status == Status::Failed));
+    }
 }
