@@ -38,6 +38,11 @@ pub fn hostvars<'a>(hosts: impl Iterator<Item = (&'a Host, &'a Map<String, Value
     Value::Object(out)
 }
 
+/// The variables of one play on one host. Only the inventory's and the play's own values,
+/// which a person wrote as templates, have their references resolved; what earlier tasks
+/// registered (a host's output), `set_fact`s (already rendered), extra vars (`-e`, and every
+/// value the deploy side hands to its plans: secrets, compose files, routes) and `hostvars` are
+/// data and stay byte-for-byte, whatever `{{` they contain.
 pub fn build(
     host: &Host,
     play: &Play,
@@ -48,6 +53,7 @@ pub fn build(
 ) -> Map<String, Value> {
     let mut v = host.vars.clone();
     v.extend(play.vars.clone());
+    let written: Vec<String> = v.keys().cloned().collect();
     let managers: Vec<&str> = groups
         .get("managers")
         .and_then(Value::as_array)
@@ -79,31 +85,54 @@ pub fn build(
     v.insert("main_manager_address".into(), main_addr);
     v.extend(facts.clone());
     v.extend(extra.clone());
-    resolve_references(&mut v);
+    let templates: Vec<String> = written
+        .into_iter()
+        .filter(|k| {
+            !DERIVED.contains(&k.as_str()) && !facts.contains_key(k) && !extra.contains_key(k)
+        })
+        .collect();
+    resolve_references(&mut v, &templates);
     v
 }
 
+/// Names the engine sets from the inventory, over any variable of the same name.
+const DERIVED: &[&str] = &[
+    "inventory_hostname",
+    "ansible_host",
+    "private_address",
+    "group_names",
+    "groups",
+    "hostvars",
+    "is_manager",
+    "is_main_manager",
+    "is_worker",
+    "main_manager",
+    "main_manager_address",
+];
+
 /// Variables may refer to other variables (`docker_api_tls_dir: "{{ docker_tls_dir }}"`):
-/// render such values against the rest, a few passes deep. A value that cannot be rendered yet
-/// is left as written; using it reports the error with the task.
-fn resolve_references(v: &mut Map<String, Value>) {
+/// render the values of `names` that hold templates against all the rest, a few passes deep so
+/// chains resolve. Every pass renders the text as written, never a previous pass's result, so a
+/// value brought in by a reference (data) is not evaluated in turn. A value that cannot be
+/// rendered is left as written; using it reports the error with the task.
+fn resolve_references(v: &mut Map<String, Value>, names: &[String]) {
+    let written: Vec<(String, Value)> = names
+        .iter()
+        .filter_map(|k| {
+            v.get(k)
+                .filter(|x| has_template(x))
+                .map(|x| (k.clone(), x.clone()))
+        })
+        .collect();
     for _ in 0..4 {
-        let keys: Vec<String> = v
-            .iter()
-            .filter(|(_, x)| has_template(x))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
         let snapshot = Value::Object(v.clone());
         let mut progressed = false;
-        for k in keys {
-            if let Ok(r) = template::render_value(&v[&k], &snapshot) {
-                if r != v[&k] {
+        for (k, text) in &written {
+            if let Ok(r) = template::render_value(text, &snapshot) {
+                if v.get(k) != Some(&r) {
                     progressed = true;
+                    v.insert(k.clone(), r);
                 }
-                v.insert(k, r);
             }
         }
         if !progressed {
@@ -118,5 +147,84 @@ fn has_template(v: &Value) -> bool {
         Value::Array(a) => a.iter().any(has_template),
         Value::Object(o) => o.values().any(has_template),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Connection, HostName};
+    use crate::plan::Location;
+
+    /// Only what a person wrote as a template renders: inventory and play vars. Extra vars
+    /// (the deploy side's secrets, configs and compose files), registered output and hostvars
+    /// reach the tasks byte-for-byte.
+    #[test]
+    fn data_is_never_rendered_as_a_template() {
+        let hostile = [
+            "{{ 1 }}",
+            "value {{ 1 + 1 }} end",
+            "{% raw %}x{% endraw %}",
+            "{{ get_env(name=\"HOME\") }}",
+            "{{.Task.Name}}",
+        ];
+        let data = |s: &str| json!(s);
+        let host = Host {
+            name: HostName("node1".into()),
+            address: "127.0.0.1".into(),
+            private_address: "10.0.0.1".into(),
+            port: 22,
+            user: "root".into(),
+            key: None,
+            connection: Connection::Ssh,
+            groups: vec!["managers".into()],
+            vars: json!({"docker_tls_dir": "/etc/docker/tls",
+                         "docker_api_tls_dir": "{{ docker_tls_dir }}/api",
+                         "uses_extra": "{{ secret_value }}"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        };
+        let play = Play {
+            name: "p".into(),
+            hosts: "all".into(),
+            vars: json!({"from_play": "{{ 1 + 1 }}"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            tasks: Vec::new(),
+            handlers: Vec::new(),
+            become_: false,
+            reset_connection: false,
+            at: Location {
+                file: "plan.yaml".into(),
+                line: 1,
+            },
+        };
+        for value in hostile {
+            let extra = json!({"secret_value": data(value),
+                               "stack_contents": {"compose.yaml": data(value)}});
+            let facts = json!({"swarm_node_id": {"stdout": data(value)}});
+            let hostvars = json!({"node2": {"swarm_node_id": {"stdout": data(value)}}});
+            let v = build(
+                &host,
+                &play,
+                extra.as_object().unwrap(),
+                facts.as_object().unwrap(),
+                &json!({"managers": ["node1"]}),
+                &hostvars,
+            );
+            assert_eq!(v["secret_value"], data(value));
+            assert_eq!(v["stack_contents"]["compose.yaml"], data(value));
+            assert_eq!(v["swarm_node_id"]["stdout"], data(value));
+            assert_eq!(
+                v["hostvars"]["node2"]["swarm_node_id"]["stdout"],
+                data(value)
+            );
+            // An inventory value that refers to data gets the data, not its evaluation.
+            assert_eq!(v["uses_extra"], data(value));
+            assert_eq!(v["docker_api_tls_dir"], "/etc/docker/tls/api");
+            assert_eq!(v["from_play"], 2);
+        }
     }
 }
