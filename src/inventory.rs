@@ -381,7 +381,10 @@ fn apply_ini_var(
     value: &str,
 ) -> Result<(), String> {
     match key {
-        "ansible_host" | "ansible_ssh_host" => conn.address = Some(value.to_string()),
+        "ansible_host" | "ansible_ssh_host" => {
+            check_address(value).map_err(|m| format!("`{key}` {m}"))?;
+            conn.address = Some(value.to_string())
+        }
         "ansible_port" | "ansible_ssh_port" => {
             conn.port = Some(
                 value
@@ -389,7 +392,10 @@ fn apply_ini_var(
                     .map_err(|_| format!("`{key}` must be a port number, found `{value}`"))?,
             )
         }
-        "ansible_user" | "ansible_ssh_user" => conn.user = Some(value.to_string()),
+        "ansible_user" | "ansible_ssh_user" => {
+            check_user(value).map_err(|m| format!("`{key}` {m}"))?;
+            conn.user = Some(value.to_string())
+        }
         "ansible_ssh_private_key_file" => conn.key = Some(PathBuf::from(value)),
         "ansible_connection" => {
             conn.connection = Some(match value {
@@ -574,12 +580,23 @@ fn build(path: &Path, raw: RawInventory) -> Result<Inventory, InventoryError> {
             // Ansible's rule: without an address the inventory name is the address.
             (None, Connection::Ssh) => name.clone(),
         };
+        let private_address = conn.private_address.unwrap_or_else(|| address.clone());
+        let user = conn.user.unwrap_or_else(|| "root".to_string());
+        // These reach ssh configs, root shells and config files on every node (the Swarm
+        // advertise address, the join address): only values of their strict shape pass.
+        let invalid = |field: &str, message: String| InventoryError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("host `{name}`: `{field}` {message}"),
+        };
+        check_address(&address).map_err(|m| invalid("address", m))?;
+        check_address(&private_address).map_err(|m| invalid("private_address", m))?;
+        check_user(&user).map_err(|m| invalid("user", m))?;
         hosts.push(Host {
             name: HostName(name.clone()),
-            private_address: conn.private_address.unwrap_or_else(|| address.clone()),
+            private_address,
             address,
             port: conn.port.unwrap_or(22),
-            user: conn.user.unwrap_or_else(|| "root".to_string()),
+            user,
             key: conn.key.as_deref().map(resolve),
             connection,
             groups: a.groups.clone(),
@@ -602,6 +619,49 @@ fn build(path: &Path, raw: RawInventory) -> Result<Inventory, InventoryError> {
         groups,
         known_hosts: raw.all.known_hosts.as_deref().map(resolve),
     })
+}
+
+/// An address is an IPv4 or IPv6 address, or a DNS host name: labels of letters, digits, `-`
+/// and `_` (not first or last), at most 63 bytes each and 253 in all, an optional final dot.
+/// Nothing else a shell, an ssh config or a config file could read as more than one word.
+pub fn check_address(value: &str) -> Result<(), String> {
+    if value.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = value.strip_suffix('.').unwrap_or(value);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with(['-', '_'])
+            && !l.ends_with(['-', '_'])
+    };
+    if !name.is_empty() && value.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is neither an IP address nor a DNS host name",
+            value.escape_debug()
+        ))
+    }
+}
+
+/// A login name: letters, digits, `_`, `.` and `-`, not starting with `-` or `.`, at most 32
+/// bytes (what useradd accepts, less the odd trailing `$`).
+pub fn check_user(value: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !value.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a user name (letters, digits, `_`, `.`, `-`)",
+            value.escape_debug()
+        ))
+    }
 }
 
 fn check_name(path: &Path, kind: &str, name: &str) -> Result<(), InventoryError> {
@@ -697,6 +757,142 @@ mod tests {
         let p = write(d.path(), "bad.ini", "[managers]\nm1 ansible_port=abc\n");
         let e = Inventory::load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.ini` line 2"), "{e}");
+    }
+
+    #[test]
+    fn addresses_are_ip_addresses_or_host_names() {
+        let good = [
+            "10.0.0.1",
+            "203.0.113.10",
+            "::1",
+            "2001:db8::1",
+            "fe80::a:b:c:d",
+            "localhost",
+            "node1",
+            "manager-1.example.com",
+            "manager-1.example.com.",
+            "my_host",
+            "a",
+            "xn--bcher-kva.example",
+        ];
+        for a in good {
+            assert!(check_address(a).is_ok(), "{a} refused");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        let bad = [
+            "",
+            ".",
+            "10.0.0.1\n  ProxyCommand touch /tmp/x",
+            "10.0.0.1 -oProxyCommand=x",
+            "host;touch /tmp/x",
+            "$(touch /tmp/x)",
+            "`touch /tmp/x`",
+            "-oProxyCommand=x",
+            "host.-x",
+            "a..b",
+            "host\"",
+            "host'",
+            "host/x",
+            "[::1]",
+            "10.0.0.1:22",
+            "ho st",
+            "host\r",
+            long_label.as_str(),
+        ];
+        for a in bad {
+            assert!(check_address(a).is_err(), "{a:?} accepted");
+        }
+        for u in ["root", "admin", "deploy-user", "svc_1", "a.b"] {
+            assert!(check_user(u).is_ok(), "{u} refused");
+        }
+        for u in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "a\nb",
+            "a;b",
+            "$(x)",
+            "`x`",
+            "a'b",
+        ] {
+            assert!(check_user(u).is_err(), "{u:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hostile_inventory_values_are_refused_naming_file_host_and_field() {
+        let d = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "address: \"10.0.0.1\\n  ProxyCommand touch /tmp/x\"",
+                "address",
+            ),
+            ("address: \"$(touch /tmp/x)\"", "address"),
+            (
+                "address: 10.0.0.1, private_address: \"10.0.0.2;reboot\"",
+                "private_address",
+            ),
+            ("private_address: \"`reboot`\"", "private_address"),
+            ("address: -oProxyCommand=x", "address"),
+            ("user: \"root -oProxyCommand=x\"", "user"),
+        ];
+        for (host, field) in cases {
+            let p = write(
+                d.path(),
+                "hostile.yaml",
+                &format!("groups:\n  managers:\n    hosts:\n      m1: {{{host}}}\n"),
+            );
+            let e = Inventory::load(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("hostile.yaml")
+                    && e.contains("host `m1`")
+                    && e.contains(&format!("`{field}`")),
+                "{host}: {e}"
+            );
+            assert!(!e.contains('\n'), "the error spans lines: {e}");
+        }
+        // A bad address at the group level is refused for each host that inherits it.
+        let p = write(
+            d.path(),
+            "group.yaml",
+            "groups:\n  workers:\n    address: \"a b\"\n    hosts: {w1: }\n",
+        );
+        let e = Inventory::load(&p).unwrap_err().to_string();
+        assert!(e.contains("host `w1`") && e.contains("`address`"), "{e}");
+        // INI inventories: the line is known.
+        let p = write(
+            d.path(),
+            "hostile.ini",
+            "[managers]\nm1 ansible_host=10.0.0.1\nm2 ansible_host='1.2.3.4;reboot'\n",
+        );
+        let e = Inventory::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("hostile.ini` line 3") && e.contains("ansible_host"),
+            "{e}"
+        );
+        let p = write(
+            d.path(),
+            "user.ini",
+            "[managers]\nm1 ansible_user='$(reboot)'\n",
+        );
+        let e = Inventory::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("user.ini` line 2") && e.contains("ansible_user"),
+            "{e}"
+        );
+        // Host names without an address are the address, and pass as host names.
+        let p = write(
+            d.path(),
+            "names.yaml",
+            "groups:\n  m:\n    hosts: {node-1: , n_2: , [::1]: }\n",
+        );
+        assert!(Inventory::load(&p).is_err());
+        let p = write(
+            d.path(),
+            "names.yaml",
+            "groups:\n  m:\n    hosts: {node-1: , n_2.lan: }\n",
+        );
+        Inventory::load(&p).unwrap();
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod day2;
 mod deploy;
 mod golden;
 mod images;
+mod inject;
 mod lab;
 mod pg;
 mod provision;

@@ -39,6 +39,131 @@ fn site_plan_loads_with_every_play() {
         .all(|t| t.tags.iter().any(|x| x == "always")));
 }
 
+/// The join command of swarm_join.yaml: the main manager's address with the port, in brackets
+/// when it is IPv6, each address one quoted word.
+#[test]
+fn site_swarm_join_command_quotes_addresses_and_brackets_ipv6() {
+    use serde_json::json;
+    let plan = Plan::load(
+        &[root().join("playbooks/site.yaml")],
+        &root().join("templates"),
+    )
+    .unwrap();
+    let join = plan
+        .plays
+        .iter()
+        .flat_map(|p| &p.tasks)
+        .find(|t| t.name.0 == "join the swarm")
+        .unwrap();
+    let cmd = |private: &str, main: &str| {
+        let vars = json!({"private_address": private, "main_manager_address": main});
+        minipaas::template::render_str(join.args["cmd"].as_str().unwrap(), &vars).unwrap()
+    };
+    assert_eq!(
+        cmd("10.0.0.2", "10.0.0.1"),
+        "docker swarm join --token \"$(cat)\" --advertise-addr 10.0.0.2 10.0.0.1:2377"
+    );
+    assert_eq!(
+        cmd("2001:db8::2", "2001:db8::1"),
+        "docker swarm join --token \"$(cat)\" --advertise-addr 2001:db8::2 '[2001:db8::1]:2377'"
+    );
+}
+
+/// facts.yaml and defaults.yaml on this machine (a local host, check mode): the defaults pass,
+/// and each value that would become code in a shell, a unit or a config file stops the host with
+/// a message naming the variable.
+#[tokio::test]
+async fn site_defaults_refuse_values_that_would_become_code() {
+    use minipaas::engine::{Mode, Options};
+    use minipaas::inventory::Inventory;
+    use serde_json::{json, Value};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        "all: {connection: local}\ngroups:\n  managers:\n    hosts:\n      here: {}\n",
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "- hosts: all\n  tasks:\n    - import_tasks: {}\n    - import_tasks: {}\n",
+            root().join("playbooks/tasks/facts.yaml").display(),
+            root().join("playbooks/tasks/defaults.yaml").display()
+        ),
+    )
+    .unwrap();
+    let inventory = Inventory::load(&inv).unwrap();
+    let plan = Plan::load(&[plan], &root().join("templates")).unwrap();
+    let run = |extra: Value| {
+        let (inventory, plan) = (&inventory, &plan);
+        async move {
+            let opts = Options {
+                mode: Mode::Check,
+                extra_vars: extra.as_object().unwrap().clone(),
+                ..Options::default()
+            };
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            minipaas::engine::run(inventory, plan, &opts, tx)
+                .await
+                .unwrap()
+        }
+    };
+    let fine = run(json!({
+        "minipaas_extra_ports": [8080, "53/udp", "8000-8100/tcp"],
+        "firewall_allowed_tcp_ports": ["9000"],
+        "fail2ban_ignoreip": ["10.0.0.0/8", "2001:db8::/32"],
+        "monitoring_telegram_token": "123456:TEST-token_x",
+        "monitoring_telegram_chat_id": 4242,
+        "monitoring_telegram_api_url": "http://172.18.0.4:8000",
+        "caddy_email": "ops@example.org",
+    }))
+    .await;
+    assert!(fine.success(), "{:#?}", fine.tasks);
+
+    let hostile = [
+        ("firewall_ssh_port", json!("22\nExecStart=/bin/true")),
+        ("monitoring_load_threshold", json!("0; reboot")),
+        ("fail2ban_bantime", json!("1h\naction = x")),
+        ("monitoring_interval", json!("5min\nUnit=x.service")),
+        (
+            "monitoring_telegram_api_url",
+            json!("https://x\"\noutput = /etc/shadow"),
+        ),
+        (
+            "docker_apt_repository_url",
+            json!("https://x stable\ndeb http://y"),
+        ),
+        ("caddy_email", json!("a@b.c\n}\n:80 {")),
+        ("swarm_cronjob_version", json!("1.0$(reboot)")),
+        (
+            "swarm_cronjob_timezone",
+            json!("UTC\nExecStartPre=/bin/sh -c x"),
+        ),
+        ("swarm_cronjob_log_level", json!("info`reboot`")),
+        ("minipaas_extra_ports", json!(["80; drop"])),
+        ("fail2ban_ignoreip", json!(["1.2.3.4\naction = x"])),
+        ("monitoring_disk_paths", json!(["/ $(reboot)"])),
+        ("monitoring_telegram_token", json!("1:a\"b")),
+        ("monitoring_telegram_chat_id", json!("1&text=x")),
+    ];
+    for (name, value) in hostile {
+        let recap = run(json!({ name: value })).await;
+        let failed: Vec<_> = recap
+            .tasks
+            .iter()
+            .filter(|t| t.status == minipaas::engine::Status::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1, "{name}: {:#?}", recap.tasks);
+        let message = failed[0].message.clone().unwrap_or_default();
+        let named = message.contains(name)
+            || (name.ends_with("_ports") && message.contains("minipaas_extra_ports"));
+        assert!(named, "{name}: {message}");
+    }
+}
+
 pub(crate) mod lab {
     //! A lab of its own (`mpsite`: node1 manager, node2/node3 workers), not the shared one:
     //! these tests change firewalls and restart nodes, which the shared lab forbids. The first

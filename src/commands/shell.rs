@@ -38,6 +38,10 @@ pub enum ShellError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "host `{host}`: `{value}` cannot go into an ssh config (a quote or a control character)"
+    )]
+    SshConfigValue { host: String, value: String },
     #[error("cannot start `{program}`")]
     Spawn {
         program: String,
@@ -88,28 +92,14 @@ fn docker_env(env: &Env, inventory: Option<PathBuf>) -> Result<Vec<(String, Stri
     // PATH adds a config with the inventory's key and known_hosts, checked strictly.
     let dir = env.dir.join(".minipaas").join("shell");
     let config = dir.join("ssh_config");
-    let mut text = format!(
-        "Host minipaas-manager\n  HostName {}\n  Port {}\n  User {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
-        host.address, host.port, host.user
-    );
-    if let Some(k) = &host.key {
-        text.push_str(&format!(
-            "  IdentityFile {}\n  IdentitiesOnly yes\n",
-            k.display()
-        ));
-    }
-    let mut known = vec!["~/.ssh/known_hosts".to_string()];
-    if let Some(kh) = &cluster.inventory.known_hosts {
-        known.insert(0, kh.display().to_string());
-    }
-    text.push_str(&format!("  UserKnownHostsFile {}\n", known.join(" ")));
+    let text = ssh_config(host, cluster.inventory.known_hosts.as_deref())?;
     write(&config, &text, 0o600)?;
     let bin = dir.join("bin");
     write(
         &bin.join("ssh"),
         &format!(
-            "#!/bin/sh\n# written by `minipaas shell`\nexec /usr/bin/ssh -F '{}' \"$@\"\n",
-            config.display()
+            "#!/bin/sh\n# written by `minipaas shell`\nexec /usr/bin/ssh -F {} \"$@\"\n",
+            crate::template::shell_quote(&config.display().to_string())
         ),
         0o755,
     )?;
@@ -122,6 +112,50 @@ fn docker_env(env: &Env, inventory: Option<PathBuf>) -> Result<Vec<(String, Stri
         ("DOCKER_HOST".into(), "ssh://minipaas-manager".into()),
         ("PATH".into(), path),
     ])
+}
+
+/// The ssh config for the main manager. The inventory checked the address and the user when it
+/// loaded; this refuses anyway what could end a value early (a newline starts a new directive,
+/// such as a `ProxyCommand` that runs here; a `"` ends a quoted value), double-quotes every
+/// value (paths may hold spaces) and doubles `%` where ssh expands tokens.
+fn ssh_config(
+    host: &crate::inventory::Host,
+    known_hosts: Option<&Path>,
+) -> Result<String, ShellError> {
+    let value = |v: &str, tokens: bool| -> Result<String, ShellError> {
+        if v.is_empty() || v.chars().any(|c| c == '"' || c.is_control()) {
+            return Err(ShellError::SshConfigValue {
+                host: host.name.to_string(),
+                value: v.escape_debug().to_string(),
+            });
+        }
+        Ok(format!(
+            "\"{}\"",
+            if tokens {
+                v.replace('%', "%%")
+            } else {
+                v.to_string()
+            }
+        ))
+    };
+    let mut text = format!(
+        "Host minipaas-manager\n  HostName {}\n  Port {}\n  User {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+        value(&host.address, true)?,
+        host.port,
+        value(&host.user, false)?
+    );
+    if let Some(k) = &host.key {
+        text.push_str(&format!(
+            "  IdentityFile {}\n  IdentitiesOnly yes\n",
+            value(&k.display().to_string(), true)?
+        ));
+    }
+    let mut known = vec![value("~/.ssh/known_hosts", true)?];
+    if let Some(kh) = known_hosts {
+        known.insert(0, value(&kh.display().to_string(), true)?);
+    }
+    text.push_str(&format!("  UserKnownHostsFile {}\n", known.join(" ")));
+    Ok(text)
 }
 
 pub fn run(args: ShellArgs) -> Result<i32, crate::Error> {
@@ -150,4 +184,84 @@ pub fn run(args: ShellArgs) -> Result<i32, crate::Error> {
             source,
         })?;
     Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::inventory::{Connection, Host, HostName};
+
+    fn host(address: &str, user: &str, key: Option<&str>) -> Host {
+        Host {
+            name: HostName("m1".into()),
+            address: address.into(),
+            private_address: address.into(),
+            port: 22,
+            user: user.into(),
+            key: key.map(PathBuf::from),
+            connection: Connection::Ssh,
+            groups: vec!["managers".into()],
+            vars: Default::default(),
+        }
+    }
+
+    /// Every line of the config is one of the directives minipaas writes.
+    fn directives(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    const WRITTEN: &[&str] = &[
+        "Host",
+        "HostName",
+        "Port",
+        "User",
+        "StrictHostKeyChecking",
+        "BatchMode",
+        "IdentityFile",
+        "IdentitiesOnly",
+        "UserKnownHostsFile",
+    ];
+
+    #[test]
+    fn ssh_config_quotes_values_and_refuses_what_would_end_them() {
+        let text = ssh_config(
+            &host("203.0.113.10", "root", Some("/keys/my key%h")),
+            Some(Path::new("/inv/known hosts")),
+        )
+        .unwrap();
+        assert!(text.contains("  HostName \"203.0.113.10\"\n"), "{text}");
+        assert!(
+            text.contains("  IdentityFile \"/keys/my key%%h\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  UserKnownHostsFile \"/inv/known hosts\" \"~/.ssh/known_hosts\"\n"),
+            "{text}"
+        );
+        assert!(directives(&text)
+            .iter()
+            .all(|d| WRITTEN.contains(&d.as_str())));
+
+        let hostile = [
+            host("10.0.0.1\n  ProxyCommand touch /tmp/pwned", "root", None),
+            host("10.0.0.1\r\nProxyCommand touch /tmp/pwned", "root", None),
+            host("10.0.0.1\" ProxyCommand \"x", "root", None),
+            host("10.0.0.1", "root\n  ProxyCommand touch /tmp/pwned", None),
+            host(
+                "10.0.0.1",
+                "root",
+                Some("/k\nProxyCommand touch /tmp/pwned"),
+            ),
+        ];
+        for h in hostile {
+            match ssh_config(&h, None) {
+                Err(e) => assert!(e.to_string().contains("host `m1`"), "{e}"),
+                Ok(text) => panic!("a hostile value was written:\n{text}"),
+            }
+        }
+    }
 }

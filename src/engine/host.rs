@@ -93,9 +93,15 @@ struct Prepared<'a> {
     units: Vec<Unit>,
 }
 
-/// A window stops after a task whose results later tasks may read.
+/// A window stops after a task whose results later tasks may read, and after a task that may
+/// stop the host (`assert`, `fail`): probes of later tasks (an `unless` is a command) must not
+/// run before the guard held, since the guard may be what keeps a bad value out of them.
 fn is_barrier(t: &Task) -> bool {
-    t.register.is_some() || t.module == ModuleKind::SetFact
+    t.register.is_some()
+        || matches!(
+            t.module,
+            ModuleKind::SetFact | ModuleKind::Assert | ModuleKind::Fail
+        )
 }
 
 /// Probes more than this in one script gain nothing and make one failure cost more.
@@ -843,5 +849,104 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(changed(&second), 0);
+    }
+
+    fn local_inventory(dir: &std::path::Path, hosts: &str) -> Inventory {
+        let inv = dir.join("inventory.yaml");
+        std::fs::write(
+            &inv,
+            format!("all: {{connection: local}}\ngroups:\n{hosts}"),
+        )
+        .unwrap();
+        Inventory::load(&inv).unwrap()
+    }
+
+    async fn run_plan(
+        inventory: &Inventory,
+        plan: &std::path::Path,
+        mode: crate::engine::Mode,
+    ) -> crate::engine::Recap {
+        let plan = Plan::load(&[plan.to_path_buf()], &PathBuf::from("templates")).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let opts = Options {
+            mode,
+            ..Options::default()
+        };
+        run(inventory, &plan, &opts, tx).await.unwrap()
+    }
+
+    /// A later task's `unless` is a command: it must not run in the probe script of an earlier
+    /// task before an `assert` between them held.
+    #[tokio::test]
+    async fn no_probe_of_a_later_task_runs_before_an_assert_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("probed");
+        let inventory = local_inventory(dir.path(), "  g:\n    hosts:\n      here: {}\n");
+        let plan = dir.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "- hosts: all\n  tasks:\n    - name: before\n      command: {{cmd: 'true', unless: 'false'}}\n\
+                 \x20   - name: guard\n      assert: {{that: 1 == 2, fail_msg: guarded}}\n\
+                 \x20   - name: after\n      command: {{cmd: 'true', unless: 'touch {}'}}\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        for mode in [crate::engine::Mode::Check, crate::engine::Mode::Apply] {
+            let recap = run_plan(&inventory, &plan, mode).await;
+            assert!(!recap.success());
+            assert!(!marker.exists(), "the probe of `after` ran in {mode:?}");
+        }
+    }
+
+    /// The real playbooks/tasks/swarm_labels.yaml on a main manager, with a worker that printed
+    /// a shell injection as its Swarm node id: the main manager fails naming that host, in check
+    /// mode and in apply mode, and runs nothing of it.
+    #[tokio::test]
+    async fn swarm_labels_refuses_a_node_id_that_is_not_a_swarm_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let inventory = local_inventory(
+            dir.path(),
+            &format!(
+                "  managers:\n    hosts:\n      m1: {{vars: {{printed: ''}}}}\n\
+                 \x20 workers:\n    hosts:\n      w1:\n        vars:\n          swarm_node_labels: {{zone: a}}\n          printed: \"abc$(touch {m})`touch {m}`;touch {m}\"\n",
+                m = marker.display()
+            ),
+        );
+        let labels =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("playbooks/tasks/swarm_labels.yaml");
+        let plan = dir.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "- hosts: all\n  tasks:\n    - name: read this node's Swarm id\n      command: printf '%s\\n' {{{{ printed | quote }}}}\n      changed_when: false\n      register: swarm_node_id\n\
+                 \x20   - set_fact: {{swarm_node_labels: \"{{{{ swarm_node_labels }}}}\"}}\n      when: swarm_node_labels is defined\n\
+                 - hosts: all\n  tasks:\n    - import_tasks: {}\n",
+                labels.display()
+            ),
+        )
+        .unwrap();
+        for mode in [crate::engine::Mode::Check, crate::engine::Mode::Apply] {
+            let recap = run_plan(&inventory, &plan, mode).await;
+            assert!(
+                !marker.exists(),
+                "the main manager ran the node id in {mode:?}"
+            );
+            let failed: Vec<_> = recap
+                .tasks
+                .iter()
+                .filter(|t| t.status == crate::engine::Status::Failed)
+                .collect();
+            assert_eq!(failed.len(), 1, "{:#?}", recap.tasks);
+            assert_eq!(failed[0].host, "m1");
+            let msg = failed[0].message.as_deref().unwrap_or_default();
+            assert!(
+                msg.contains("`w1`") && msg.contains("Swarm node id"),
+                "{msg}"
+            );
+            assert!(failed[0].task.contains("Swarm ids"), "{}", failed[0].task);
+        }
     }
 }
