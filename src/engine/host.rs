@@ -517,7 +517,13 @@ impl HostRun<'_> {
             let failed = r.status == Status::Failed;
             task_failed |= failed && !task.ignore_errors;
             results.push(r.result.clone());
+            // What this task registers or sets under a secret name is masked from now on,
+            // in this task's own report too.
+            if let Some(name) = &task.register {
+                self.redactor.add_var(name, &r.result);
+            }
             for (k, v) in r.facts {
+                self.redactor.add_var(&k, &v);
                 self.vars.insert(k.clone(), v.clone());
                 facts.insert(k, v);
             }
@@ -530,17 +536,26 @@ impl HostRun<'_> {
                 play: self.ctx.play.name.clone(),
                 task: self.redactor.redact(&label),
                 status: r.status,
-                changes: r.changes.iter().map(|c| self.redactor.redact(c)).collect(),
+                // A change names what it runs (a rendered command line): under no_log, only
+                // that something changed is told.
+                changes: if task.no_log {
+                    r.changes
+                        .iter()
+                        .map(|_| "changed (details hidden: no_log)".to_string())
+                        .collect()
+                } else {
+                    r.changes.iter().map(|c| self.redactor.redact(c)).collect()
+                },
                 diff: if task.no_log {
                     None
                 } else {
-                    r.diff.map(|d| self.redactor.redact(&d))
+                    r.diff.map(|d| self.redactor.redact_output(&d))
                 },
                 message: r.message.map(|m| {
                     if task.no_log {
                         "output hidden (no_log)".to_string()
                     } else {
-                        self.redactor.redact(&m)
+                        self.redactor.redact_output(&m)
                     }
                 }),
                 at: task.at.to_string(),
@@ -618,11 +633,20 @@ impl HostRun<'_> {
         }
         if self.ctx.opts.diff && !task.no_log {
             if let Some(d) = module.diff(ctx, &changes).await? {
-                r.diff = Some(if is_secret_path(&d.path) {
-                    format!(
-                        "--- {p}\n+++ {p}\n(content of a secret file not shown)\n",
-                        p = d.path
-                    )
+                // A file with a secret value in it, before or after (a rotated token is in
+                // the old content only as what the template rendered last time), and a file
+                // being removed are named, never shown.
+                let hidden = if is_secret_path(&d.path) {
+                    Some("content of a secret file not shown")
+                } else if self.redactor.reveals(&d.before) || self.redactor.reveals(&d.after) {
+                    Some("content with secret values not shown")
+                } else if d.after.is_empty() && !d.before.is_empty() {
+                    Some("the file is removed; its content is not shown")
+                } else {
+                    None
+                };
+                r.diff = Some(if let Some(why) = hidden {
+                    format!("--- {p}\n+++ {p}\n({why})\n", p = d.path)
                 } else {
                     similar::TextDiff::from_lines(&d.before, &d.after)
                         .unified_diff()
