@@ -31,6 +31,9 @@ pub enum TemplateError {
 pub struct Templates {
     tera: Tera,
     dirs: Vec<PathBuf>,
+    /// Each template's text as written, for what its source says (the secret variables it
+    /// uses).
+    sources: HashMap<String, String>,
 }
 
 impl Templates {
@@ -45,6 +48,7 @@ impl Templates {
             }
         }
         let mut tera = base_tera();
+        let mut sources = HashMap::new();
         let mut list: Vec<(PathBuf, Option<String>)> = files
             .into_iter()
             .map(|(name, path)| (path, Some(name)))
@@ -61,11 +65,18 @@ impl Templates {
                     name: name.to_string(),
                     message: tera_message(&e),
                 })?;
+            sources.insert(name.to_string(), text);
         }
         Ok(Templates {
             tera,
             dirs: dirs.to_vec(),
+            sources,
         })
+    }
+
+    /// The text of template `name` as written.
+    pub fn source(&self, name: &str) -> Option<&str> {
+        self.sources.get(name).map(String::as_str)
     }
 
     pub fn has(&self, name: &str) -> bool {

@@ -764,10 +764,54 @@ fn sql_bad_url_and_names_are_usage_errors() {
     assert!(!text(&out.stderr).contains("pw"));
     let out = Command::new(env!("CARGO_BIN_EXE_minipaas"))
         .args(["sql", "queue", "list"])
+        .env_remove("DATABASE_URL")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let db = TestDb::new("badname");
     let out = minipaas(&db, &["queue", "purge", "x;drop"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The password need not be on minipaas's command line (where `ps` shows it): the URL may come
+/// from `DATABASE_URL`, and the password from `PGPASSWORD` or a .pgpass file, as libpq users
+/// expect.
+#[test]
+fn sql_url_and_password_from_the_environment() {
+    let db = TestDb::new("envurl");
+    let bare = db.url().replace(&format!(":{}@", crate::pg::PASSWORD), "@");
+    assert!(!bare.contains(crate::pg::PASSWORD));
+    let home = tempfile::tempdir().unwrap();
+    let status = |envs: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_minipaas"));
+        cmd.args(["sql", "status"])
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .env("HOME", home.path())
+            .env("DATABASE_URL", &bare);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // Without a password anywhere, the server refuses: the others below are really used.
+    let out = status(&[]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let out = status(&[("PGPASSWORD", crate::pg::PASSWORD)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("schema version"),
+        "{}",
+        text(&out.stdout)
+    );
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("*:*:*:{}:{}\n", crate::pg::USER, crate::pg::PASSWORD),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = status(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -12,8 +12,16 @@ use crate::transport::{LocalTransport, Transport};
 #[derive(Debug, Args)]
 pub struct SqlArgs {
     /// The database: postgres://user[:password]@host[:port]/name, reached by `psql` on this
-    /// machine. The password is handed to psql on its stdin, never on a command line.
-    #[arg(long, global = true, value_name = "URL", conflicts_with = "env")]
+    /// machine; `DATABASE_URL` when not given. Leave the password out of it and psql takes it
+    /// from `PGPASSWORD` or ~/.pgpass, as libpq does: a password in an argument is in the
+    /// process list. One that is given travels to psql on its stdin, never on a command line.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Or a deploy env: the SQL runs in its stack's PostgreSQL service (`psql` inside the
     /// container, over SSH to the node that runs it, found through the env's inventory).
@@ -147,7 +155,8 @@ async fn connect(
 
 /// The database the arguments name, connected.
 async fn psql(args: &SqlArgs) -> Result<Psql, SqlCommandError> {
-    if let Some(url) = &args.database_url {
+    // An explicit --env wins over a DATABASE_URL left in the environment.
+    if let Some(url) = args.database_url.as_ref().filter(|_| args.env.is_none()) {
         return Ok(Psql {
             transport: Transport::Local(LocalTransport::new("localhost")),
             target: SqlTarget::Url(DatabaseUrl::parse(url)?),

@@ -17,7 +17,7 @@ use crate::transport::Transport;
 
 use super::pending::Pending;
 use super::probe::Batch;
-use super::redact::{is_secret_path, Redactor};
+use super::redact::{is_secret_path, mentions_secret, Redactor};
 use super::{vars, Event, Mode, Options, Status, TaskReport};
 
 /// Parsed template directories, shared by every host.
@@ -238,6 +238,22 @@ impl HostRun<'_> {
             p.clone()
         };
         record.save(self.transport).await
+    }
+
+    /// Whether `task`'s arguments or its template file use a secret-named variable.
+    fn uses_secret_variables(&self, task: &Task) -> bool {
+        if mentions_secret(&task.args.to_string()) {
+            return true;
+        }
+        let template = task.args.get("src").and_then(Value::as_str);
+        match (task.module, template) {
+            (ModuleKind::Template, Some(name)) => self
+                .ctx
+                .templates
+                .get(&task.template_dirs)
+                .is_some_and(|t| t.source(name).is_some_and(mentions_secret)),
+            _ => false,
+        }
     }
 
     /// A failed report of the engine's own bookkeeping on this host, sent like a task's.
@@ -638,6 +654,8 @@ impl HostRun<'_> {
                 // being removed are named, never shown.
                 let hidden = if is_secret_path(&d.path) {
                     Some("content of a secret file not shown")
+                } else if self.uses_secret_variables(task) {
+                    Some("content rendered from secret variables not shown")
                 } else if self.redactor.reveals(&d.before) || self.redactor.reveals(&d.after) {
                     Some("content with secret values not shown")
                 } else if d.after.is_empty() && !d.before.is_empty() {

@@ -51,6 +51,11 @@ const NOT_SECRET_LAST: &[&str] = &[
     "owner",
     "group",
     "vars",
+    "url",
+    "checksum",
+    "sha256",
+    "fingerprint",
+    "version",
 ];
 
 static ASSIGNMENT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
@@ -204,6 +209,29 @@ impl Redactor {
     }
 }
 
+/// Whether template text (a template file, a task's arguments) uses a secret-named variable
+/// in one of its `{{ }}` or `{% %}` blocks. A file rendered from such text is secret whatever
+/// the values are now: its old content on a host may hold a value since rotated, which no
+/// redactor knows.
+pub fn mentions_secret(template: &str) -> bool {
+    BLOCK
+        .get_or_init(|| {
+            regex::Regex::new(r"(?s)\{\{.*?\}\}|\{%.*?%\}").expect("a constant pattern")
+        })
+        .find_iter(template)
+        .any(|block| {
+            IDENT
+                .get_or_init(|| {
+                    regex::Regex::new(r"[A-Za-z_][A-Za-z0-9_]*").expect("a constant pattern")
+                })
+                .find_iter(block.as_str())
+                .any(|id| is_secret_name(id.as_str()))
+        })
+}
+
+static BLOCK: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+static IDENT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+
 /// A file whose content must not be shown in a diff.
 pub fn is_secret_path(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
@@ -249,6 +277,8 @@ mod tests {
             ("swarm_worker_token", true),
             ("private_address", false),
             ("docker_tls_key_file", false),
+            ("docker_apt_gpg_key_url", false),
+            ("docker_apt_gpg_key_checksum", false),
             ("ssh_key_type", false),
             ("bypass", false),
             ("keyboard_layout", false),
@@ -313,5 +343,24 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(r.redact_output(text), want, "{text}");
         }
+    }
+
+    #[test]
+    fn templates_that_use_secret_variables() {
+        assert!(mentions_secret(
+            "url(\"{{ api }}/bot{{ monitoring_telegram_token }}/x\")"
+        ));
+        assert!(mentions_secret(
+            "{% if db.password is defined %}x{% endif %}"
+        ));
+        assert!(mentions_secret(
+            "{{ hostvars[h].swarm_worker_token.stdout }}"
+        ));
+        assert!(!mentions_secret(
+            "# the token goes here\n{{ private_address }}"
+        ));
+        assert!(!mentions_secret(
+            "listen {{ port }}; key file {{ docker_tls_key_file }}"
+        ));
     }
 }
