@@ -15,6 +15,7 @@ mod lab;
 mod pg;
 mod provision;
 mod release;
+mod secrets;
 mod site;
 mod sql;
 mod ssh;

@@ -9,6 +9,7 @@ use std::process::Output;
 use base64::Engine as _;
 
 use crate::common::{minipaas, Lab};
+use crate::site::lab::site_command;
 use crate::deploy::{deployed_example, mp, text, wait_for};
 use crate::site::lab::provisioned;
 
@@ -168,12 +169,271 @@ fn lab_data_reaches_running_containers_byte_for_byte() {
     remove_stack(&lab, stack);
 }
 
-/// Every way minipaas output reaches a person: stdout and stderr of each run.
-fn all_output(out: &Output) -> String {
-    text(out)
+/// The forms a value takes in output: as is, JSON-escaped, shell-quoted, base64.
+fn forms(value: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("plain", value.to_string()),
+        (
+            "json",
+            serde_json::to_string(value).unwrap().trim_matches('"').to_string(),
+        ),
+        ("quoted", shell_quote(value)),
+        (
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(value),
+        ),
+    ]
 }
 
-#[allow(dead_code)]
-fn run_in(dir: &Path, args: &[&str]) -> Output {
-    minipaas().current_dir(dir).args(args).output().unwrap()
+/// Everything minipaas printed, and where it came from.
+#[derive(Default)]
+struct Transcript(Vec<(String, String)>);
+
+impl Transcript {
+    /// Runs `cmd`, keeps its stdout and stderr under `what`; returns the output.
+    fn run(&mut self, what: &str, cmd: &mut std::process::Command) -> Output {
+        let out = cmd.output().unwrap();
+        self.0.push((what.to_string(), text(&out)));
+        out
+    }
+
+    fn keep(&mut self, what: &str, content: String) {
+        self.0.push((what.to_string(), content));
+    }
+
+    /// Every canary form found: (canary, form, where, the text around it).
+    fn leaks(&self, canaries: &[(&str, String)]) -> Vec<String> {
+        let mut found = Vec::new();
+        for (name, value) in canaries {
+            for (form, f) in forms(value) {
+                for (what, content) in &self.0 {
+                    if let Some(at) = content.find(&f) {
+                        let start = content[..at].char_indices().rev().nth(80).map_or(0, |c| c.0);
+                        let end = (at + f.len() + 40).min(content.len());
+                        let end = (end..=content.len())
+                            .find(|&e| content.is_char_boundary(e))
+                            .unwrap_or(content.len());
+                        found.push(format!(
+                            "{name} ({form}) in {what}: …{}…",
+                            &content[start..end]
+                        ));
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+/// No secret value minipaas handles shows anywhere a person or another program can read it:
+/// not in the output of provisioning (human and JSON, `--diff`, `-v`, `--check`), of the deploy
+/// commands, in the history and objects minipaas keeps on the swarm, nor in files it leaves in
+/// /tmp on the hosts. Every kind of secret gets a distinctive canary: a Telegram token (set,
+/// then rotated away: the old one is in the old files), a nested `db.password` play var, a
+/// value registered from a host, a TLS private key, the swarm join tokens, a PostgreSQL
+/// password and an app secret.
+#[test]
+fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
+    let (_guard, site, lab) = provisioned();
+    // The example's image on every node.
+    let _ex = deployed_example(&lab);
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 0xffff_ffff
+    );
+    let tg = format!("424242:CanaryTg{id}x");
+    let nested = format!("canary-nested-{id}");
+    let registered = format!("canary-registered-{id}");
+    let pg = format!("canary-pg-{id}");
+    let app = format!("canary-app-{id}'\"$x");
+    let mut t = Transcript::default();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The node role with a Telegram token, again with nothing to do, then back without one
+    // (its old value is in the `-` lines of every diff of the files that held it).
+    let node3 = lab.node("node3").private_address.clone();
+    let telegram = [
+        format!("monitoring_telegram_token={tg}"),
+        "monitoring_telegram_chat_id=4242".to_string(),
+        format!("monitoring_telegram_api_url=http://{node3}:8001"),
+    ];
+    for (what, flags) in [
+        ("site with token", &["--diff", "-v"][..]),
+        ("site with token, json", &["--diff", "-v", "--format", "json"][..]),
+    ] {
+        let mut cmd = site_command(site, &lab);
+        cmd.args(flags);
+        for e in &telegram {
+            cmd.args(["-e", e]);
+        }
+        let out = t.run(what, &mut cmd);
+        assert!(out.status.success(), "{what}: {}", text(&out));
+    }
+    for (what, flags) in [
+        ("site token removed, check", &["--check", "--diff", "-v"][..]),
+        ("site token removed", &["--diff", "-v"][..]),
+    ] {
+        let out = t.run(what, site_command(site, &lab).args(flags));
+        assert!(out.status.success(), "{what}: {}", text(&out));
+    }
+
+    // A plan of the user's: a nested secret var, a value registered from a host and used, a
+    // TLS key, a command that fails printing a secret, a file with a secret removed.
+    let key = dir.path().join("server-key.pem");
+    crate::common::run_ok(
+        std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key),
+    );
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    let key_body = key_pem
+        .lines()
+        .find(|l| !l.starts_with("-----"))
+        .unwrap()
+        .to_string();
+    let base = "/opt/mpt-sweep";
+    lab.ssh_ok(
+        "node1",
+        &format!(
+            "rm -rf {base} && mkdir -p {base} && printf '%s\\n' {} > {base}/token && \
+             printf 'password=%s\\n' {} > {base}/old.conf",
+            shell_quote(&registered),
+            shell_quote(&nested)
+        ),
+    );
+    let plan = dir.path().join("sweep.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "- name: sweep\n  hosts: node1\n  vars:\n    db: {{host: db.internal, password: {nested}}}\n  tasks:\n\
+             \x20   - name: app config\n      copy: {{content: \"url=postgres://app:{{{{ db.password }}}}@db/app\\n\", dest: {base}/app.conf}}\n\
+             \x20   - name: read the api token\n      command: cat {base}/token\n      register: api_token\n      changed_when: false\n\
+             \x20   - name: token file\n      copy: {{content: \"{{{{ api_token.stdout }}}}\\n\", dest: {base}/token.conf}}\n\
+             \x20   - name: tls key\n      copy: {{src: {key}, dest: {base}/server-key.pem, mode: \"0600\"}}\n\
+             \x20   - name: a failing command that prints the token\n      command: \"sh -c 'echo {{{{ api_token.stdout }}}}; echo {{{{ db.password }}}} >&2; exit 3'\"\n      ignore_errors: true\n\
+             \x20   - name: a secret command line\n      command: {{cmd: \"sh -c 'echo {{{{ db.password }}}} > {base}/nolog'\", creates: {base}/nolog}}\n      no_log: true\n\
+             \x20   - name: old config gone\n      file: {{path: {base}/old.conf, state: absent}}\n",
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    for (what, flags) in [
+        ("plan, check", &["--check", "--diff", "-v"][..]),
+        ("plan", &["--diff", "-v"][..]),
+        ("plan again, json", &["--diff", "-v", "--format", "json"][..]),
+    ] {
+        let out = t.run(
+            what,
+            minipaas()
+                .arg("provision")
+                .arg("-i")
+                .arg(&lab.inventory)
+                .arg(&plan)
+                .args(flags),
+        );
+        // The failing command is ignored: every run converges.
+        assert!(out.status.success(), "{what}: {}", text(&out));
+    }
+    // The plan did run: the values are where they belong.
+    assert_eq!(
+        lab.ssh_ok("node1", &format!("cat {base}/token.conf {base}/nolog")),
+        format!("{registered}\n{nested}")
+    );
+
+    // A stack with a PostgreSQL password and an app secret.
+    let env = dir.path().join("env");
+    std::fs::create_dir_all(&env).unwrap();
+    let stack = "mpsweep";
+    small_stack(
+        &lab,
+        &env,
+        stack,
+        "services:\n  reader:\n    image: example-app:1\n    command: [\"sleep\", \"infinity\"]\n",
+        &["reader"],
+    );
+    for (name, value) in [("postgres_password", &pg), ("app_secret", &app)] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, value).unwrap();
+        for format in ["human", "json"] {
+            let out = t.run(
+                &format!("secret create {name} ({format})"),
+                minipaas().current_dir(&env).args([
+                    "secret",
+                    "create",
+                    name,
+                    file.to_str().unwrap(),
+                    "--for",
+                    "reader",
+                    "-v",
+                    "--format",
+                    format,
+                ]),
+            );
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    }
+    for args in [
+        &["deploy", "rollout", "-v", "--timeout", "180"][..],
+        &["deploy", "rollout", "-v", "--format", "json"][..],
+        &["deploy", "status"][..],
+        &["deploy", "status", "--format", "json"][..],
+        &["deploy", "history"][..],
+    ] {
+        let out = t.run(&args.join(" "), minipaas().current_dir(&env).args(args));
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    let secret = in_task(&lab, &format!("{stack}_reader"), "cat /run/secrets/app_secret");
+    assert_eq!(String::from_utf8_lossy(&secret), app, "the secret is in use");
+
+    // What minipaas keeps on the swarm (history, configs) and leaves in the hosts' /tmp.
+    t.keep(
+        "the swarm's configs",
+        lab.ssh_ok(
+            "node1",
+            "for c in $(docker config ls -q); do docker config inspect --format '{{.Spec.Name}} {{printf \"%s\" .Spec.Data}}' \"$c\"; done",
+        ),
+    );
+    t.keep(
+        "the stack's services",
+        lab.ssh_ok(
+            "node1",
+            &format!("docker service inspect $(docker stack services -q {stack})"),
+        ),
+    );
+    for n in &lab.nodes {
+        t.keep(
+            &format!("{}:/tmp", n.name),
+            lab.ssh_ok(
+                &n.name,
+                "find /tmp -xdev -type f -size -10M -exec cat {} + 2>/dev/null || true",
+            ),
+        );
+    }
+
+    let worker_token = lab.ssh_ok("node1", "docker swarm join-token -q worker");
+    let manager_token = lab.ssh_ok("node1", "docker swarm join-token -q manager");
+    let canaries = [
+        ("telegram token", tg),
+        ("nested db.password", nested),
+        ("registered value", registered),
+        ("TLS key", key_body),
+        ("swarm worker token", worker_token),
+        ("swarm manager token", manager_token),
+        ("PostgreSQL password", pg),
+        ("app secret", app),
+    ];
+    let leaks = t.leaks(&canaries);
+    let runs = t.0.len();
+    assert!(
+        leaks.is_empty(),
+        "{} leak(s) in {runs} outputs:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    lab.ssh_ok("node1", &format!("rm -rf {base}"));
+    remove_stack(&lab, stack);
 }

@@ -279,9 +279,9 @@ pub(crate) mod lab {
         (guard, site, lab)
     }
 
-    /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
-    /// returns the exit code and the JSON recap.
-    fn provision(site: &Site, lab: &Lab, flags: &[&str], extra: &[String]) -> (i32, Value) {
+    /// `minipaas provision` of playbooks/site.yaml on the site lab with the lab's usual -e
+    /// values; the caller adds its flags and values (later `-e` values win).
+    pub(crate) fn site_command(site: &Site, lab: &Lab) -> std::process::Command {
         let url = format!(
             "swarm_cronjob_url=http://{}:{SERVE_PORT}/swarm-cronjob.tar.gz",
             lab.node("node3").private_address
@@ -294,11 +294,17 @@ pub(crate) mod lab {
             .arg(root().join("playbooks/site.yaml"))
             .arg("--templates")
             .arg(root().join("templates"))
-            .args(["--format", "json"])
             .args(["-e", &url])
             .args(["-e", &format!("swarm_cronjob_sha256_amd64={}", site.sha256)])
-            .args(["-e", &format!("minipaas_extra_ports=[{SERVE_PORT}]")])
-            .args(flags);
+            .args(["-e", &format!("minipaas_extra_ports=[{SERVE_PORT}]")]);
+        cmd
+    }
+
+    /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
+    /// returns the exit code and the JSON recap.
+    fn provision(site: &Site, lab: &Lab, flags: &[&str], extra: &[String]) -> (i32, Value) {
+        let mut cmd = site_command(site, lab);
+        cmd.args(["--format", "json"]).args(flags);
         for e in extra {
             cmd.args(["-e", e]);
         }
