@@ -265,7 +265,8 @@ fn mutate(rng: &mut Rng, seed: &[u8], others: &[&[u8]]) -> Vec<u8> {
                 data = join(&ls);
             }
             7 if !others.is_empty() => {
-                let other = lines(*rng.pick(others));
+                let other: &&[u8] = rng.pick(others);
+                let other = lines(other);
                 let line = rng.pick(&other).clone();
                 let mut ls = lines(&data);
                 ls.insert(rng.below(ls.len() + 1), line);
@@ -671,8 +672,9 @@ fn fuzz_inventory_ini() {
     });
 }
 
-/// `playbooks/` and the provision fixture, and a loader of both plans.
-fn plans(only: &str) -> (tempfile::TempDir, Vec<(PathBuf, Vec<u8>)>, Box<Loader>) {
+/// `playbooks/` and the provision fixture; mutating the task files (`tasks/`) when `name` is
+/// `task_files`, the plays otherwise.
+fn plans(name: &'static str, cases: usize) -> Target {
     let dir = tempfile::tempdir().unwrap();
     let mut files = copy_tree("playbooks", dir.path(), "playbooks");
     files.extend(copy_tree("tests/fixtures/provision", dir.path(), "fixture"));
@@ -680,7 +682,7 @@ fn plans(only: &str) -> (tempfile::TempDir, Vec<(PathBuf, Vec<u8>)>, Box<Loader>
         .into_iter()
         .filter(|(p, _)| {
             let s = p.to_string_lossy();
-            s.ends_with(".yaml") && (s.contains("/tasks/") == (only == "tasks"))
+            s.ends_with(".yaml") && (s.contains("/tasks/") == (name == "task_files"))
         })
         .collect();
     // The plan that reads the changed file; a task file through a play that imports only it
@@ -701,31 +703,23 @@ fn plans(only: &str) -> (tempfile::TempDir, Vec<(PathBuf, Vec<u8>)>, Box<Loader>
             .map(|_| ())
             .map_err(|e| fail(&e))
     });
-    (dir, seeds, load)
+    Target {
+        name,
+        dir,
+        seeds,
+        cases,
+        load,
+    }
 }
 
 #[test]
 fn fuzz_plans() {
-    let (dir, seeds, load) = plans("plays");
-    run(Target {
-        name: "plans",
-        dir,
-        seeds,
-        cases: CASES_PLANS,
-        load,
-    });
+    run(plans("plans", CASES_PLANS));
 }
 
 #[test]
 fn fuzz_task_files() {
-    let (dir, seeds, load) = plans("tasks");
-    run(Target {
-        name: "task_files",
-        dir,
-        seeds,
-        cases: CASES_TASK_FILES,
-        load,
-    });
+    run(plans("task_files", CASES_TASK_FILES));
 }
 
 #[test]
