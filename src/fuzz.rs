@@ -1,11 +1,13 @@
 //! The fuzz test of every input file minipaas reads: inventories (YAML with its `group_vars/` and
 //! `host_vars/`, and INI), plans, task files, templates, the user's compose files,
-//! `compose.apps.yaml`, `minipaas.yaml`, `caddy.json` and known_hosts files.
+//! `compose.apps.yaml`, `minipaas.yaml`, `caddy.json` and known_hosts files; and what a host
+//! prints for the batched path probes, which is as untrusted as any file.
 //!
 //! Each target starts from real files (the repository's inventories, playbooks, templates,
 //! examples and fixtures, and envs written by `code init`), copied into a temporary directory.
 //! A case mutates one of them (byte flips, deleted, duplicated, swapped and spliced lines,
-//! YAML/INI/Tera/JSON tokens, NUL and invalid UTF-8, huge numbers, deep nesting, alias bombs),
+//! YAML/INI/Tera/JSON tokens, NUL and invalid UTF-8, numbers at the edges of the integer
+//! types, deep nesting, alias bombs),
 //! writes it in place and loads it through the same function the CLI uses. It asserts that
 //! loading never panics, stays fast, and that every error names the file, and the line when the
 //! parser reported one. It only reads local files: nothing here opens a connection.
@@ -124,6 +126,7 @@ const TOKENS: &[&str] = &[
     "\u{10ffff}",
     "99999999999999999999999999",
     "18446744073709551616",
+    "18446744073709551615",
     "65535",
     "65536",
     "-1",
@@ -182,6 +185,25 @@ const TOKENS: &[&str] = &[
     "\u{0}\u{0}\u{0}",
 ];
 
+/// Numbers at the edges of the integer types a loader may parse into.
+const NUMBERS: &[&str] = &[
+    "0",
+    "-1",
+    "255",
+    "256",
+    "65535",
+    "65536",
+    "2147483648",
+    "4294967295",
+    "4294967296",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "340282366920938463463374607431768211456",
+    "1e400",
+];
+
 /// Bytes that are not UTF-8 or are otherwise special to a parser.
 const BYTES: &[u8] = &[
     0, 0xff, 0xfe, 0xc3, 0x80, 0xed, b'"', b'\'', b':', b'-', b'[', b']', b'{', b'}', b'#', b'=',
@@ -232,7 +254,7 @@ fn mutate(rng: &mut Rng, seed: &[u8], others: &[&[u8]]) -> Vec<u8> {
     let mut data = seed.to_vec();
     for _ in 0..1 + rng.below(4) {
         let at = rng.below(data.len() + 1);
-        match rng.below(15) {
+        match rng.below(16) {
             0 if !data.is_empty() => {
                 let i = rng.below(data.len());
                 data[i] ^= 1 << rng.below(8);
@@ -273,6 +295,21 @@ fn mutate(rng: &mut Rng, seed: &[u8], others: &[&[u8]]) -> Vec<u8> {
                 data = join(&ls);
             }
             8 => data.truncate(at),
+            14 => {
+                // A number replaced by one at a boundary of the integer types.
+                let digits: Vec<usize> = (0..data.len())
+                    .filter(|&i| data[i].is_ascii_digit())
+                    .collect();
+                if !digits.is_empty() {
+                    let start = *rng.pick(&digits);
+                    let mut end = start;
+                    while end < data.len() && data[end].is_ascii_digit() {
+                        end += 1;
+                    }
+                    let n = rng.pick(NUMBERS).as_bytes().to_vec();
+                    data.splice(start..end, n);
+                }
+            }
             13 => {
                 // A whole line replaced by one token.
                 let mut ls = lines(&data);
@@ -573,6 +610,7 @@ const CASES_COMPOSE: usize = 2000;
 const CASES_SETTINGS: usize = 2000;
 const CASES_CADDY: usize = 2000;
 const CASES_KNOWN_HOSTS: usize = 2000;
+const CASES_PROBE_ANSWERS: usize = 30000;
 
 #[test]
 fn at_least_20000_cases_per_run() {
@@ -584,7 +622,8 @@ fn at_least_20000_cases_per_run() {
         + CASES_COMPOSE
         + CASES_SETTINGS
         + CASES_CADDY
-        + CASES_KNOWN_HOSTS;
+        + CASES_KNOWN_HOSTS
+        + CASES_PROBE_ANSWERS;
     assert!(total >= 20_000, "{total}");
 }
 
@@ -895,4 +934,47 @@ fn fuzz_known_hosts() {
             Ok(())
         }),
     });
+}
+
+/// Not a file but read like one: what a host prints for the batched path probes (`stat`,
+/// `sha256sum`, `base64`) is untrusted. Mutated answers must give states or errors, never a
+/// panic or an overflow.
+#[test]
+fn fuzz_probe_answers() {
+    use crate::modules::files::{sha256_hex, PathProbes};
+    use base64::Engine as _;
+    let mut probes = PathProbes::default();
+    for (path, content) in [("/a", true), ("/d", false), ("/l", false), ("/b", true)] {
+        probes.add(path, content);
+    }
+    let stat: &[u8] = b"81a4 644 root root 0 0 2 /a\0/a\0\
+        41ed 755 root root 0 0 4096 /d\0/d\0\
+        a1ff 777 root root 0 0 6 /l\0/l -> /a\0\
+        81a4 600 www adm 33 4 3 /b\0/b\0";
+    let sums = format!("{}  /a\n{}  /b\n", sha256_hex(b"hi"), sha256_hex(b"xyz"));
+    let data = format!(
+        " 0 3\n{}",
+        base64::engine::general_purpose::STANDARD.encode(b"hixyz")
+    );
+    let ok = probes.parse(std::str::from_utf8(stat).unwrap(), &sums, &data);
+    assert!(ok.iter().all(Result::is_ok), "{ok:?}");
+    let seeds: [&[u8]; 3] = [stat, sums.as_bytes(), data.as_bytes()];
+    let seed = env_u64("MINIPAAS_FUZZ_SEED").unwrap_or(SEED);
+    let mut findings = Vec::new();
+    for case in 0..CASES_PROBE_ANSWERS {
+        let mut rng = Rng(seed ^ (case as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x7072);
+        let which = rng.below(3);
+        let mut answer: Vec<String> = seeds
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        answer[which] = String::from_utf8_lossy(&mutate(&mut rng, seeds[which], &seeds)).into();
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            probes.parse(&answer[0], &answer[1], &answer[2])
+        }));
+        if parsed.is_err() {
+            findings.push(format!("case {case} (seed {seed:#x}): {answer:?}"));
+        }
+    }
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
 }
