@@ -309,9 +309,25 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawInventory, InventoryError> {
                 }
                 None => Section::Hosts(head.to_string()),
             };
+            let (Section::Hosts(group) | Section::Vars(group) | Section::Children(group)) =
+                &section;
+            // Checked here too, where the line is known; `build` checks YAML's names.
+            name_problem("group", group).map_or(Ok(()), |m| Err(err(line_no, m)))?;
             continue;
         }
         let words = split_ini_words(line).map_err(|m| err(line_no, m))?;
+        // `""` or `''` alone is a line of no words: there is no host or group name to read.
+        let Some(first) = words.first() else {
+            return Err(err(line_no, format!("expected a name, found `{line}`")));
+        };
+        let kind = match section {
+            Section::Hosts(_) => Some("host"),
+            Section::Children(_) => Some("group"),
+            Section::Vars(_) => None,
+        };
+        if let Some(m) = kind.and_then(|k| name_problem(k, first)) {
+            return Err(err(line_no, m));
+        }
         match &section {
             Section::Hosts(group) => {
                 let mut host = RawHost::default();
@@ -325,7 +341,7 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawInventory, InventoryError> {
                 ini_group(&mut inv, group)
                     .hosts
                     .0
-                    .push((words[0].clone(), Some(host)));
+                    .push((first.clone(), Some(host)));
             }
             Section::Vars(group) => {
                 let (k, v) = line
@@ -340,7 +356,7 @@ fn parse_ini(path: &Path, text: &str) -> Result<RawInventory, InventoryError> {
                 }
                 .map_err(|m| err(line_no, m))?;
             }
-            Section::Children(group) => children.push((group.clone(), words[0].clone(), line_no)),
+            Section::Children(group) => children.push((group.clone(), first.clone(), line_no)),
         }
     }
     // A parent group gets its children's hosts (one level, as the role's inventories use).
@@ -665,20 +681,22 @@ pub fn check_user(value: &str) -> Result<(), String> {
 }
 
 fn check_name(path: &Path, kind: &str, name: &str) -> Result<(), InventoryError> {
+    match name_problem(kind, name) {
+        None => Ok(()),
+        Some(message) => Err(InventoryError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        }),
+    }
+}
+
+/// What is wrong with a host or group name, if anything.
+fn name_problem(kind: &str, name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(InventoryError::Invalid {
-            path: path.to_path_buf(),
-            message: format!(
-                "{kind} name `{name}` may only hold letters, digits, `-`, `_` and `.`"
-            ),
-        })
-    }
+    (!ok).then(|| format!("{kind} name `{name}` may only hold letters, digits, `-`, `_` and `.`"))
 }
 
 #[cfg(test)]
@@ -757,6 +775,25 @@ mod tests {
         let p = write(d.path(), "bad.ini", "[managers]\nm1 ansible_port=abc\n");
         let e = Inventory::load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.ini` line 2"), "{e}");
+    }
+
+    /// Lines that once panicked the INI reader; each must be an error naming file and line.
+    #[test]
+    fn ini_lines_without_a_name_are_errors() {
+        let d = tempfile::tempdir().unwrap();
+        for (text, line) in [
+            ("\"\"\n", 1),
+            ("''\n", 1),
+            ("[managers]\nm1\n\"\" ansible_port=22\n", 3),
+            ("[managers]\nm1\n[all:children]\n\"\"\n", 4),
+        ] {
+            let p = write(d.path(), "hosts.ini", text);
+            let e = Inventory::load(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("hosts.ini` line {line}:")),
+                "{text:?}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod commands;
 pub mod deploy;
 pub mod engine;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod inventory;
 pub mod lab;
 pub mod modules;

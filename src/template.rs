@@ -13,8 +13,13 @@ use tera::{Context, Tera};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("template `{name}`: {message}")]
-    File { name: String, message: String },
+    /// `line`: where a syntax error is, when Tera's parser says.
+    #[error("template `{name}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    File {
+        name: String,
+        line: Option<usize>,
+        message: String,
+    },
     #[error("template `{name}` not found in {dirs}")]
     NotFound { name: String, dirs: String },
     #[error("expression `{expr}`: {message}")]
@@ -58,13 +63,17 @@ impl Templates {
             let name = name.as_deref().unwrap_or_default();
             let text = std::fs::read_to_string(path).map_err(|e| TemplateError::File {
                 name: name.to_string(),
+                line: None,
                 message: e.to_string(),
             })?;
-            tera.add_raw_template(name, &text)
-                .map_err(|e| TemplateError::File {
+            tera.add_raw_template(name, &text).map_err(|e| {
+                let message = tera_message(&e);
+                TemplateError::File {
                     name: name.to_string(),
-                    message: tera_message(&e),
-                })?;
+                    line: syntax_error_line(&message),
+                    message,
+                }
+            })?;
             sources.insert(name.to_string(), text);
         }
         Ok(Templates {
@@ -100,6 +109,7 @@ impl Templates {
             .render(name, &context(vars))
             .map_err(|e| TemplateError::File {
                 name: name.to_string(),
+                line: None,
                 message: tera_message(&e),
             })
     }
@@ -144,6 +154,14 @@ fn tera_message(e: &tera::Error) -> String {
         .join(": ")
         .trim()
         .to_string()
+}
+
+/// The line of a syntax error in Tera's message (` --> 3:8`): its errors carry no location of
+/// their own.
+fn syntax_error_line(message: &str) -> Option<usize> {
+    let (_, rest) = message.split_once("--> ")?;
+    let (line, _) = rest.split_once(':')?;
+    line.parse().ok()
 }
 
 fn base_tera() -> Tera {
@@ -328,7 +346,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("fw/a.conf") && e.contains("3:"), "{e}");
+        assert!(e.contains("template `fw/a.conf` line 3: "), "{e}");
     }
 
     #[test]

@@ -149,7 +149,12 @@ fn load_settings(dir: &Path) -> Result<Option<Settings>, DeployError> {
     };
     let settings: Settings =
         serde_yaml::from_str(&text).map_err(|e| yaml_error(path.clone(), e))?;
-    check_name("stack name", &settings.stack)?;
+    if !is_name(&settings.stack) {
+        return Err(DeployError::BadStack {
+            path,
+            name: settings.stack,
+        });
+    }
     if settings.project.files.is_empty() {
         return Err(DeployError::BadSettings {
             path,

@@ -108,6 +108,8 @@ pub enum DeployError {
          like `@daily`"
     )]
     BadCron { expr: String },
+    #[error("`{path}`: invalid stack name `{name}`: use letters, digits, `_` and `-`")]
+    BadStack { path: PathBuf, name: String },
     #[error("`{path}`: {problem}")]
     BadSettings {
         path: PathBuf,

@@ -132,9 +132,21 @@ impl Batch {
             .collect()
     }
 
-    /// What each section printed; `None` for a section whose end is missing.
+    /// How many sections the script has: one per shell probe, three for the paths, one for
+    /// the units.
+    fn section_count(&self) -> usize {
+        let paths = if self.paths.is_empty() { 0 } else { 3 };
+        let units = usize::from(!self.units.is_empty());
+        self.shell.len() + paths + units
+    }
+
+    /// What each section printed; `None` for a section whose end is missing. The host's output
+    /// is untrusted (it sees the boundary in the script): a marker with an index the script
+    /// does not have starts no section, so it can neither overflow nor grow the list.
     fn sections_of(&self, stdout: &str) -> Vec<Option<Section>> {
+        let count = self.section_count();
         let mut out: Vec<Option<Section>> = Vec::new();
+        out.resize_with(count, || None);
         let mut current: Option<(usize, String)> = None;
         let start = format!("{} ", self.boundary);
         let end = format!("{} end ", self.boundary);
@@ -146,16 +158,18 @@ impl Batch {
                     if text.ends_with('\n') {
                         text.pop();
                     }
-                    if out.len() <= i {
-                        out.resize_with(i + 1, || None);
-                    }
                     out[i] = Some(Section {
                         code: code.trim().parse().ok(),
                         text,
                     });
                 }
             } else if let Some(idx) = l.strip_prefix(&start) {
-                current = idx.trim().parse().ok().map(|i| (i, String::new()));
+                current = idx
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|&i| i < count)
+                    .map(|i| (i, String::new()));
             } else if let Some((_, text)) = current.as_mut() {
                 text.push_str(line);
             }
@@ -232,5 +246,49 @@ mod tests {
         assert!(matches!(&parts[1], Seen::Output { stdout, .. } if stdout == "shell\n"));
         // systemd may not run here: an unknown unit or no systemctl, an answer either way.
         assert!(matches!(&parts[2], Seen::Unit(Ok(_))), "{:?}", parts[2]);
+    }
+
+    /// Markers a hostile host prints itself: indices past the script's sections (once an
+    /// overflow or a huge allocation) and sizes that do not add up are errors, not panics.
+    #[test]
+    fn hostile_markers_and_sizes_are_errors() {
+        let mut b = Batch::new();
+        b.push(Probe::Shell("true".into()));
+        b.push(Probe::Path {
+            path: "/a".into(),
+            content: true,
+        });
+        b.push(Probe::Path {
+            path: "/b".into(),
+            content: true,
+        });
+        let m = b.boundary.clone();
+        for idx in ["18446744073709551615", "99999999999", "5", "-1"] {
+            let out = format!("{m} {idx}\nx\n{m} end 0\n");
+            let parts = b.split(&out);
+            assert!(parts.iter().all(Option::is_none), "{idx}: {parts:?}");
+        }
+        use base64::Engine;
+        let hi = crate::modules::files::sha256_hex(b"hi");
+        for size in ["18446744073709551615", "18446744073709551616", "-1", "1e9"] {
+            let stat = format!(
+                "81a4 644 root root 0 0 2 /a\0/a\0\
+                 81a4 644 root root 0 0 {size} /b\0/b\0"
+            );
+            let sums = format!("{hi}  /a\n{hi}  /b\n");
+            let data = format!(
+                " 0 1\n{}",
+                base64::engine::general_purpose::STANDARD.encode(b"hihi")
+            );
+            let out = format!(
+                "{m} 0\n\n{m} end 0\n{m} 1\n{stat}\n{m} end 0\n{m} 2\n{sums}\n{m} end 0\n\
+                 {m} 3\n{data}\n{m} end 0\n"
+            );
+            let parts = b.split(&out);
+            let Some(Seen::Path(Err(e))) = &parts[2] else {
+                panic!("{size}: {:?}", parts[2]);
+            };
+            assert!(e.to_string().contains("/b"), "{size}: {e}");
+        }
     }
 }

@@ -217,7 +217,7 @@ pub async fn up(opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<UpReport, L
     if !missing.is_empty() {
         if let Some(base) = opts.ssh_port {
             for (i, n) in &missing {
-                let port = base + *i as u16;
+                let port = node_ssh_port(base, *i)?;
                 if TcpListener::bind(("127.0.0.1", port)).is_err() {
                     return Err(LabError::PortTaken {
                         port,
@@ -237,7 +237,8 @@ pub async fn up(opts: &UpOptions, progress: &dyn Fn(&str)) -> Result<UpReport, L
         }
         for (i, n) in &missing {
             progress(&format!("starting `{}`", node::container_name(lab, n)));
-            start_node(lab, n, &image, opts.ssh_port.map(|p| p + *i as u16)).await?;
+            let port = opts.ssh_port.map(|p| node_ssh_port(p, *i)).transpose()?;
+            start_node(lab, n, &image, port).await?;
             changes.push(format!("started node `{n}`"));
         }
     }
@@ -466,7 +467,7 @@ fn check_shape(opts: &UpOptions) -> Result<(), LabError> {
         )
     } else if opts
         .ssh_port
-        .is_some_and(|p| p == 0 || p as usize + opts.nodes - 1 > u16::MAX as usize)
+        .is_some_and(|p| p == 0 || node_ssh_port(p, opts.nodes - 1).is_err())
     {
         format!(
             "--ssh-port must leave room for {} consecutive ports below 65536",
@@ -476,6 +477,20 @@ fn check_shape(opts: &UpOptions) -> Result<(), LabError> {
         return Ok(());
     };
     Err(LabError::BadShape { reason })
+}
+
+/// The SSH port of the node at 0-based `index` when the first node's is `base`: ports are
+/// consecutive, and one past 65535 is an error rather than an overflow.
+fn node_ssh_port(base: u16, index: usize) -> Result<u16, LabError> {
+    u16::try_from(index)
+        .ok()
+        .and_then(|i| base.checked_add(i))
+        .ok_or_else(|| LabError::BadShape {
+            reason: format!(
+                "--ssh-port {base} leaves no port below 65536 for node{}",
+                index.saturating_add(1)
+            ),
+        })
 }
 
 /// About 5 inotify instances per systemd node were measured (26 nodes fit the default 128);
@@ -641,6 +656,19 @@ mod tests {
         assert!(check_shape(&opts(3, 4, None)).is_err());
         assert!(check_shape(&opts(3, 1, Some(65535))).is_err());
         assert!(check_shape(&opts(1, 1, Some(65535))).is_ok());
+        assert!(check_shape(&opts(200, 1, Some(65336))).is_ok());
+        assert!(check_shape(&opts(200, 1, Some(65337))).is_err());
+    }
+
+    /// Port arithmetic near 65535 is checked: an error naming the node, never a wrap or a panic.
+    #[test]
+    fn node_ports_stop_at_65535() {
+        assert_eq!(node_ssh_port(40000, 0).unwrap(), 40000);
+        assert_eq!(node_ssh_port(65534, 1).unwrap(), 65535);
+        let e = node_ssh_port(65535, 1).unwrap_err().to_string();
+        assert!(e.contains("--ssh-port 65535") && e.contains("node2"), "{e}");
+        assert!(node_ssh_port(1, 65535).is_err());
+        assert!(node_ssh_port(1, usize::MAX).is_err());
     }
 
     #[test]

@@ -47,6 +47,28 @@ pub struct PathState {
     pub content: Option<Vec<u8>>,
 }
 
+/// Why a path's state could not be read from what the host printed. A host's output is
+/// untrusted: whatever it prints is one of these, never a panic or an overflow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathProbeError {
+    #[error("cannot read a path's state from `stat`: `{record}`")]
+    Stat { record: String },
+    #[error("`stat` printed `{size}` as the size of `{path}`, not a byte count")]
+    Size { path: String, size: String },
+    #[error("cannot read where link `{path}` points: `{answer}`")]
+    Link { path: String, answer: String },
+    #[error("`stat` answered for `{path}`, which was not asked")]
+    Unasked { path: String },
+    #[error("cannot read the list of files read: `{list}`")]
+    List { list: String },
+    #[error("cannot decode the contents of the files read")]
+    Base64,
+    #[error("`{path}` changed while it was read; run again")]
+    Changed { path: String },
+    #[error("the files read changed while they were read; run again")]
+    AllChanged,
+}
+
 /// The path probes of one batch, answered with one `stat` for every path, one `sha256sum` for
 /// every regular file and one `base64` for the contents asked for, rather than a few processes
 /// per path: on a no-op run these processes are most of the work a host does.
@@ -121,13 +143,18 @@ impl PathProbes {
     /// The state of every path, in [`PathProbes::add`] order, from what the three scripts
     /// printed. A path whose answer cannot be read, or whose bytes do not match the hash read
     /// beside them (it changed meanwhile), gets an error message instead.
-    pub fn parse(&self, stat: &str, sums: &str, data: &str) -> Vec<Result<PathState, String>> {
+    pub fn parse(
+        &self,
+        stat: &str,
+        sums: &str,
+        data: &str,
+    ) -> Vec<Result<PathState, PathProbeError>> {
         let n = self.paths.len();
         let states = match self.parse_stat(stat) {
             Ok(s) => s,
             Err(e) => return vec![Err(e); n],
         };
-        let mut out: Vec<Result<PathState, String>> = states.into_iter().map(Ok).collect();
+        let mut out: Vec<Result<PathState, PathProbeError>> = states.into_iter().map(Ok).collect();
         let mut sums = parse_sums(sums).into_iter().peekable();
         for (i, (path, _)) in self.paths.iter().enumerate() {
             if let Ok(st) = &mut out[i] {
@@ -146,8 +173,10 @@ impl PathProbes {
     }
 
     /// One state per path; missing paths are those `stat` printed nothing for.
-    fn parse_stat(&self, text: &str) -> Result<Vec<PathState>, String> {
-        let bad = |r: &str| format!("cannot read a path's state from `stat`: `{}`", r.trim());
+    fn parse_stat(&self, text: &str) -> Result<Vec<PathState>, PathProbeError> {
+        let bad = |r: &str| PathProbeError::Stat {
+            record: r.trim().to_string(),
+        };
         let mut fields = text.split('\0');
         let mut records = Vec::new();
         while let Some(head) = fields.next() {
@@ -175,8 +204,9 @@ impl PathProbes {
                 0o120000 => Kind::Link(
                     quoted
                         .strip_prefix(&format!("{name} -> "))
-                        .ok_or_else(|| {
-                            format!("cannot read where link `{path}` points: `{quoted}`")
+                        .ok_or_else(|| PathProbeError::Link {
+                            path: path.clone(),
+                            answer: quoted.to_string(),
                         })?
                         .to_string(),
                 ),
@@ -191,16 +221,18 @@ impl PathProbes {
                 group: f[3].into(),
                 uid: f[4].into(),
                 gid: f[5].into(),
-                size: f[6].parse().map_err(|_| bad(f.join(" ").as_str()))?,
+                size: f[6].parse().map_err(|_| PathProbeError::Size {
+                    path: path.clone(),
+                    size: f[6].to_string(),
+                })?,
                 sha256: None,
                 content: None,
             });
         }
         if let Some((_, f, _)) = records.next() {
-            return Err(format!(
-                "`stat` answered for `{}`, which was not asked",
-                f[7]
-            ));
+            return Err(PathProbeError::Unasked {
+                path: f[7].to_string(),
+            });
         }
         Ok(out)
     }
@@ -210,35 +242,41 @@ impl PathProbes {
     fn parse_data(
         &self,
         text: &str,
-        out: &mut [Result<PathState, String>],
-    ) -> Result<(), (Vec<usize>, String)> {
+        out: &mut [Result<PathState, PathProbeError>],
+    ) -> Result<(), (Vec<usize>, PathProbeError)> {
         let asked: Vec<usize> = (0..self.paths.len()).filter(|i| self.paths[*i].1).collect();
-        let fail = |m: String| (asked.clone(), m);
+        let fail = |e: PathProbeError| (asked.clone(), e);
         let (list, b64) = text.split_once('\n').unwrap_or((text, ""));
         let mut read = Vec::new();
         for i in list.split_whitespace() {
             match i.parse::<usize>() {
                 Ok(i) if i < self.paths.len() => read.push(i),
                 _ => {
-                    return Err(fail(format!(
-                        "cannot read the list of files read: `{list}`"
-                    )))
+                    return Err(fail(PathProbeError::List {
+                        list: list.to_string(),
+                    }))
                 }
             }
         }
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
-            .map_err(|_| fail("cannot decode the contents of the files read".into()))?;
-        let changed = |path: &str| format!("`{path}` changed while it was read; run again");
-        let mut at = 0;
+            .map_err(|_| fail(PathProbeError::Base64))?;
+        let changed = |path: &str| PathProbeError::Changed {
+            path: path.to_string(),
+        };
+        let mut at: usize = 0;
         for &i in &read {
             let path = &self.paths[i].0;
             let Ok(st) = &mut out[i] else { continue };
-            let end = at + st.size as usize;
-            if st.kind != Kind::File || end > bytes.len() {
+            // The size came from the host: checked, so a hostile one is an error, not an overflow.
+            let end = usize::try_from(st.size)
+                .ok()
+                .and_then(|size| at.checked_add(size))
+                .filter(|&end| end <= bytes.len());
+            let Some(end) = end.filter(|_| st.kind == Kind::File) else {
                 return Err(fail(changed(path)));
-            }
+            };
             let part = &bytes[at..end];
             at = end;
             if st.sha256.as_deref() != Some(sha256_hex(part).as_str()) {
@@ -248,9 +286,7 @@ impl PathProbes {
             st.content = Some(part.to_vec());
         }
         if at != bytes.len() {
-            return Err(fail(
-                "the files read changed while they were read; run again".into(),
-            ));
+            return Err(fail(PathProbeError::AllChanged));
         }
         Ok(())
     }
@@ -316,9 +352,7 @@ impl PathState {
 pub fn state(seen: &Seen) -> Result<&PathState, ModuleError> {
     match seen {
         Seen::Path(Ok(st)) => Ok(st),
-        Seen::Path(Err(message)) => Err(ModuleError::Probe {
-            message: message.clone(),
-        }),
+        Seen::Path(Err(e)) => Err(ModuleError::PathProbe { source: e.clone() }),
         other => Err(ModuleError::Probe {
             message: format!("a path's state was asked for, the answer was {other:?}"),
         }),
@@ -514,6 +548,7 @@ mod tests {
         assert!(one[1]
             .clone()
             .unwrap_err()
+            .to_string()
             .contains("`/b` changed while it was read"));
         // Another length: the cut cannot be trusted for any file.
         let all = p.parse(stat, &sums, &format!(" 0 1\n{}", b64(b"hixx")));

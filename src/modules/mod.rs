@@ -350,7 +350,7 @@ pub enum Seen {
         stdout: String,
     },
     /// The state, or why it could not be read.
-    Path(Result<files::PathState, String>),
+    Path(Result<files::PathState, files::PathProbeError>),
     /// The state, or why it could not be read.
     Unit(Result<systemd::UnitState, String>),
 }
@@ -395,6 +395,11 @@ pub enum ModuleError {
     },
     #[error("unexpected answer from the host: {message}")]
     Probe { message: String },
+    #[error("unexpected answer from the host")]
+    PathProbe {
+        #[from]
+        source: files::PathProbeError,
+    },
     #[error("{what} failed (exit {code}): {stderr}")]
     Failed {
         what: String,

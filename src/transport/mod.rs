@@ -6,7 +6,7 @@
 //! end). SSH keeps one connection per host for a run and multiplexes channels over
 //! it; the local transport runs `sh -c` on this machine (used by `sql --database-url` and tests).
 
-mod known_hosts;
+pub(crate) mod known_hosts;
 pub mod local;
 pub mod ssh;
 
