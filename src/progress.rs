@@ -100,10 +100,15 @@ impl Progress {
                 r.changes.join(", ")
             ),
             Status::Failed => format!(
-                "{}: task `{}`{handler} ({}): FAILED: {}",
+                "{}: task `{}`{handler} ({}): {}: {}",
                 r.host,
                 r.task,
                 r.at,
+                if r.ignored {
+                    "failed (ignored)"
+                } else {
+                    "FAILED"
+                },
                 r.message.clone().unwrap_or_default()
             ),
             Status::Ok if self.verbose || r.message.is_some() => {

@@ -9,9 +9,9 @@ use std::process::Output;
 use base64::Engine as _;
 
 use crate::common::{minipaas, Lab};
-use crate::site::lab::site_command;
 use crate::deploy::{deployed_example, mp, text, wait_for};
 use crate::site::lab::provisioned;
+use crate::site::lab::site_command;
 
 /// What a user may well write in a value, and what a template engine would evaluate.
 const TEMPLATE_LIKE: &str =
@@ -130,7 +130,14 @@ fn lab_data_reaches_running_containers_byte_for_byte() {
         std::fs::write(&file, value).unwrap();
         mp(
             env,
-            &[kind, "create", name, file.to_str().unwrap(), "--for", "reader"],
+            &[
+                kind,
+                "create",
+                name,
+                file.to_str().unwrap(),
+                "--for",
+                "reader",
+            ],
         );
     }
     mp(env, &["deploy", "rollout", "--timeout", "180"]);
@@ -175,7 +182,10 @@ fn forms(value: &str) -> Vec<(&'static str, String)> {
         ("plain", value.to_string()),
         (
             "json",
-            serde_json::to_string(value).unwrap().trim_matches('"').to_string(),
+            serde_json::to_string(value)
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
         ),
         ("quoted", shell_quote(value)),
         (
@@ -208,7 +218,11 @@ impl Transcript {
             for (form, f) in forms(value) {
                 for (what, content) in &self.0 {
                     if let Some(at) = content.find(&f) {
-                        let start = content[..at].char_indices().rev().nth(80).map_or(0, |c| c.0);
+                        let start = content[..at]
+                            .char_indices()
+                            .rev()
+                            .nth(80)
+                            .map_or(0, |c| c.0);
                         let end = (at + f.len() + 40).min(content.len());
                         let end = (end..=content.len())
                             .find(|&e| content.is_char_boundary(e))
@@ -263,7 +277,10 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
     ];
     for (what, flags) in [
         ("site with token", &["--diff", "-v"][..]),
-        ("site with token, json", &["--diff", "-v", "--format", "json"][..]),
+        (
+            "site with token, json",
+            &["--diff", "-v", "--format", "json"][..],
+        ),
     ] {
         let mut cmd = site_command(site, &lab);
         cmd.args(flags);
@@ -274,7 +291,10 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
         assert!(out.status.success(), "{what}: {}", text(&out));
     }
     for (what, flags) in [
-        ("site token removed, check", &["--check", "--diff", "-v"][..]),
+        (
+            "site token removed, check",
+            &["--check", "--diff", "-v"][..],
+        ),
         ("site token removed", &["--diff", "-v"][..]),
     ] {
         let out = t.run(what, site_command(site, &lab).args(flags));
@@ -324,7 +344,10 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
     for (what, flags) in [
         ("plan, check", &["--check", "--diff", "-v"][..]),
         ("plan", &["--diff", "-v"][..]),
-        ("plan again, json", &["--diff", "-v", "--format", "json"][..]),
+        (
+            "plan again, json",
+            &["--diff", "-v", "--format", "json"][..],
+        ),
     ] {
         let out = t.run(
             what,
@@ -386,8 +409,16 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
         let out = t.run(&args.join(" "), minipaas().current_dir(&env).args(args));
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     }
-    let secret = in_task(&lab, &format!("{stack}_reader"), "cat /run/secrets/app_secret");
-    assert_eq!(String::from_utf8_lossy(&secret), app, "the secret is in use");
+    let secret = in_task(
+        &lab,
+        &format!("{stack}_reader"),
+        "cat /run/secrets/app_secret",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&secret),
+        app,
+        "the secret is in use"
+    );
 
     // What minipaas keeps on the swarm (history, configs) and leaves in the hosts' /tmp.
     t.keep(

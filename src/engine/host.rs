@@ -268,6 +268,7 @@ impl HostRun<'_> {
             message: Some(self.redactor.redact(&crate::error::chain(e))),
             at: self.ctx.play.name.clone(),
             handler: true,
+            ignored: false,
             duration_ms: 0,
         };
         let _ = self.ctx.events.send(Event::TaskDone(report.clone()));
@@ -576,6 +577,7 @@ impl HostRun<'_> {
                 }),
                 at: task.at.to_string(),
                 handler,
+                ignored: failed && task.ignore_errors,
                 duration_ms: started.elapsed().as_millis() as u64,
             };
             let _ = self.ctx.events.send(Event::TaskDone(report.clone()));

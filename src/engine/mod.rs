@@ -98,6 +98,10 @@ pub struct TaskReport {
     /// `file line N` of the task in its plan.
     pub at: String,
     pub handler: bool,
+    /// A failure the task said to ignore (`ignore_errors`): shown, not counted as a failed
+    /// host, as Ansible counts it apart.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
     pub duration_ms: u64,
 }
 
@@ -117,6 +121,9 @@ pub struct HostRecap {
     pub changed: u32,
     pub failed: u32,
     pub skipped: u32,
+    /// Failures of tasks with `ignore_errors`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ignored: u32,
     pub unreachable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -149,6 +156,7 @@ impl Recap {
             h.changed += l.changed;
             h.failed += l.failed;
             h.skipped += l.skipped;
+            h.ignored += l.ignored;
             h.unreachable |= l.unreachable;
             if h.error.is_none() {
                 h.error = l.error;
@@ -164,6 +172,7 @@ impl Recap {
         match r.status {
             Status::Ok => h.ok += 1,
             Status::Changed => h.changed += 1,
+            Status::Failed if r.ignored => h.ignored += 1,
             Status::Failed => h.failed += 1,
             Status::Skipped => h.skipped += 1,
         }
@@ -380,8 +389,13 @@ fn internal_error(play: &str, host: &HostName, e: tokio::task::JoinError) -> Tas
         )),
         at: play.to_string(),
         handler: false,
+        ignored: false,
         duration_ms: 0,
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The user's known_hosts first (it receives keys accepted with `--accept-new-host-keys`), then
