@@ -258,18 +258,9 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     create_pg.extend(pg_users);
     assert_eq!(mp_json(&env, &create_pg).len(), 1);
     assert!(mp_json(&env, &create_pg).is_empty());
+    // That no secret value shows in any output is tests/secrets.rs's sweep.
     let create_app1 = ["secret", "create", "app_secret", &app1, "--for", "web"];
     assert_eq!(mp_json(&env, &create_app1).len(), 1);
-    let out = minipaas()
-        .current_dir(&env)
-        .args(create_app1)
-        .output()
-        .unwrap();
-    assert!(
-        !text(&out).contains("app-secret-one"),
-        "the value leaked: {}",
-        text(&out)
-    );
 
     // Build here, ship over SSH: the example's four services share one image.
     let shipped = mp_json(&env, &["deploy", "build"]);
