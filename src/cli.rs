@@ -40,4 +40,9 @@ pub enum Command {
     /// Write the deploy env: settings, compose override, runtime stack files, Caddy routes.
     #[command(subcommand)]
     Code(crate::commands::code::CodeCommand),
+    /// Print the shell completion script for bash, zsh or fish (`minipaas completions bash >
+    /// /etc/bash_completion.d/minipaas`).
+    Completions(crate::commands::docs::CompletionsArgs),
+    /// Print the man page, minipaas(1), in roff (`minipaas man | man -l -`).
+    Man,
 }

@@ -21,6 +21,8 @@ pub enum Error {
     DeployCommand(#[from] crate::commands::deploy::DeployCommandError),
     #[error(transparent)]
     Shell(#[from] crate::commands::shell::ShellError),
+    #[error(transparent)]
+    Docs(#[from] crate::commands::docs::DocsError),
 }
 
 impl Error {
@@ -35,6 +37,7 @@ impl Error {
             Error::Deploy(e) => e.exit_code(),
             Error::DeployCommand(e) => e.exit_code(),
             Error::Shell(_) => 2,
+            Error::Docs(_) => 1,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod code;
 pub mod deploy;
+pub mod docs;
 pub mod lab;
 pub mod provision;
 pub mod release;
@@ -29,5 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
         }
         Command::Shell(args) => shell::run(args),
         Command::Code(cmd) => code::run(cmd),
+        Command::Completions(args) => Ok(docs::run_completions(args)?),
+        Command::Man => Ok(docs::run_man()?),
     }
 }
