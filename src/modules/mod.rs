@@ -406,6 +406,8 @@ pub enum ModuleError {
         code: String,
         stderr: String,
     },
+    #[error(transparent)]
+    Checksums(#[from] get_url::ChecksumsError),
     #[error("timed out after {seconds} s")]
     Timeout { seconds: u64 },
     #[error(transparent)]
