@@ -8,6 +8,7 @@ mod code;
 mod common;
 mod day2;
 mod deploy;
+mod docs;
 mod golden;
 mod images;
 mod inject;
