@@ -179,11 +179,16 @@ pub(crate) mod lab {
 
     use crate::common::{self, Lab};
 
-    /// The stand-in swarm-cronjob release: a script that sleeps, in the release's tar layout.
+    /// The stand-in swarm-cronjob release: a script that sleeps, in the release's tar layout
+    /// (`./swarm-cronjob` beside `./LICENSE`).
     const STANDIN: &str =
         "#!/bin/sh\n# stand-in for swarm-cronjob in minipaas tests\nexec sleep infinity\n";
-    /// Where node3 serves the stand-in; also the extra port the firewall must open.
+    /// What a tampered mirror serves instead.
+    const TAMPERED: &str = "#!/bin/sh\n# tampered swarm-cronjob\nexec sleep infinity\n";
+    /// Where node3 serves the mirror; also the extra port the firewall must open.
     const SERVE_PORT: u16 = 8000;
+    /// The release's file name for the lab's nodes (amd64).
+    const TARBALL: &str = "swarm-cronjob_1.14.0_linux_amd64.tar.gz";
 
     fn root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -221,40 +226,73 @@ pub(crate) mod lab {
         )
     }
 
-    /// The lab with the stand-in artifact served over HTTP from node3 (a systemd unit, so it
-    /// comes back after a restart).
+    /// A release tarball as swarm-cronjob's release builds it (`tar -czf ... .`), holding
+    /// `script` as the binary; returns its bytes.
+    fn release_tarball(script: &str) -> Vec<u8> {
+        let tmp = tempfile::tempdir().unwrap();
+        let content = tmp.path().join("content");
+        std::fs::create_dir(&content).unwrap();
+        std::fs::write(content.join("swarm-cronjob"), script).unwrap();
+        std::fs::write(content.join("LICENSE"), "MIT\n").unwrap();
+        common::run_ok(
+            std::process::Command::new("tar")
+                .args([
+                    "--owner=0",
+                    "--group=0",
+                    "--mode=0755",
+                    "--mtime=2020-01-01",
+                    "--sort=name",
+                ])
+                .arg("-czf")
+                .arg(tmp.path().join("release.tar.gz"))
+                .arg("-C")
+                .arg(&content)
+                .arg("."),
+        );
+        std::fs::read(tmp.path().join("release.tar.gz")).unwrap()
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(data))
+    }
+
+    /// The lab with a mirror of stand-in releases served over HTTP from node3 (a systemd unit,
+    /// so it comes back after a restart), each directory a release as GitHub serves it: the
+    /// tarball and `checksums.txt` (`sha256sum -b`, as swarm-cronjob's release writes it).
+    /// `v1.14.0/`: the stand-in and its sum. `tampered/`: another binary under the stand-in's
+    /// name, with the stand-in's sum. `unlisted/`: the stand-in, its checksums file listing
+    /// only other files.
     fn site() -> &'static Site {
         static SITE: OnceLock<Site> = OnceLock::new();
         SITE.get_or_init(|| {
             let lab = lab();
-            let tmp = tempfile::tempdir().unwrap();
-            std::fs::write(tmp.path().join("swarm-cronjob"), STANDIN).unwrap();
-            common::run_ok(
-                std::process::Command::new("tar")
-                    .arg("-C")
-                    .arg(tmp.path())
-                    .args([
-                        "--owner=0",
-                        "--group=0",
-                        "--mode=0755",
-                        "--mtime=2020-01-01",
-                    ])
-                    .args(["-czf", "standin.tar.gz", "swarm-cronjob"])
-                    .current_dir(tmp.path()),
-            );
-            let tarball = std::fs::read(tmp.path().join("standin.tar.gz")).unwrap();
-            let sha256 = {
-                use sha2::Digest;
-                hex::encode(sha2::Sha256::digest(&tarball))
-            };
+            let tarball = release_tarball(STANDIN);
+            let sha256 = sha256_hex(&tarball);
+            let other = "swarm-cronjob_1.14.0_linux_arm64.tar.gz";
+            let listed = format!("{} *{other}\n{sha256} *{TARBALL}\n", "1".repeat(64));
+            let mirror = tempfile::tempdir().unwrap();
+            for (dir, bytes, sums) in [
+                ("v1.14.0", tarball.clone(), listed.clone()),
+                ("tampered", release_tarball(TAMPERED), listed),
+                (
+                    "unlisted",
+                    tarball,
+                    format!("{} *{other}\n", "1".repeat(64)),
+                ),
+            ] {
+                let d = mirror.path().join(dir);
+                std::fs::create_dir(&d).unwrap();
+                std::fs::write(d.join(TARBALL), bytes).unwrap();
+                std::fs::write(d.join("checksums.txt"), sums).unwrap();
+            }
             let node3 = lab.node("node3").container.clone();
             let st = common::docker(&["exec", &node3, "mkdir", "-p", "/srv/standin"]);
             assert!(st.status.success(), "{}", output_text(&st));
-            let src = tmp.path().join("standin.tar.gz");
             let cp = common::docker(&[
                 "cp",
-                src.to_str().unwrap(),
-                &format!("{node3}:/srv/standin/swarm-cronjob.tar.gz"),
+                &format!("{}/.", mirror.path().display()),
+                &format!("{node3}:/srv/standin/"),
             ]);
             assert!(cp.status.success(), "{}", output_text(&cp));
             lab.ssh_ok(
@@ -269,6 +307,14 @@ pub(crate) mod lab {
         })
     }
 
+    /// The URL of the stand-in tarball in `dir` of the mirror.
+    fn mirror_url(lab: &Lab, dir: &str) -> String {
+        format!(
+            "http://{}:{SERVE_PORT}/{dir}/{TARBALL}",
+            lab.node("node3").private_address
+        )
+    }
+
     /// The site lab converged by site.yaml, held for the caller alone (every test here starts
     /// from it; tests of other features, such as deploy, run on the cluster it builds).
     pub(crate) fn provisioned() -> (std::sync::MutexGuard<'static, ()>, &'static Site, Lab) {
@@ -281,11 +327,10 @@ pub(crate) mod lab {
 
     /// `minipaas provision` of playbooks/site.yaml on the site lab with the lab's usual -e
     /// values; the caller adds its flags and values (later `-e` values win).
-    pub(crate) fn site_command(site: &Site, lab: &Lab) -> std::process::Command {
-        let url = format!(
-            "swarm_cronjob_url=http://{}:{SERVE_PORT}/swarm-cronjob.tar.gz",
-            lab.node("node3").private_address
-        );
+    /// swarm-cronjob comes from the mirror's `v1.14.0/`, verified by its checksums file (no
+    /// `swarm_cronjob_sha256_*`: the default path).
+    pub(crate) fn site_command(_site: &Site, lab: &Lab) -> std::process::Command {
+        let url = format!("swarm_cronjob_url={}", mirror_url(lab, "v1.14.0"));
         let mut cmd = common::minipaas();
         cmd.current_dir(&lab.dir)
             .arg("provision")
@@ -295,7 +340,6 @@ pub(crate) mod lab {
             .arg("--templates")
             .arg(root().join("templates"))
             .args(["-e", &url])
-            .args(["-e", &format!("swarm_cronjob_sha256_amd64={}", site.sha256)])
             .args(["-e", &format!("minipaas_extra_ports=[{SERVE_PORT}]")]);
         cmd
     }
@@ -459,11 +503,17 @@ pub(crate) mod lab {
         // daemon.json as the spec has it, read back from the running engine.
         let info = lab.ssh_ok("node2", "docker info --format '{{.LoggingDriver}}'");
         assert_eq!(info, "syslog");
-        // swarm-cronjob: on the main manager only, the verified stand-in, running.
+        // swarm-cronjob: on the main manager only, the stand-in verified by the release's
+        // checksums file (no sha256 given), running.
         lab.ssh_ok(
             "node1",
             "systemctl is-active swarm-cronjob && grep -q stand-in /usr/local/bin/swarm-cronjob",
         );
+        let cached = lab.ssh_ok(
+            "node1",
+            &format!("sha256sum < /var/cache/minipaas/{TARBALL} | cut -c1-64"),
+        );
+        assert_eq!(cached.trim(), site.sha256);
         let elsewhere = lab.ssh("node2", "test -e /usr/local/bin/swarm-cronjob || test -e /etc/systemd/system/swarm-cronjob.service");
         assert!(!elsewhere.status.success(), "swarm-cronjob on a worker");
         // Secrets file absent without Telegram; monitor timer running.
@@ -668,26 +718,21 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
         assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
     }
 
-    #[test]
-    fn lab_site_wrong_checksum_keeps_the_previous_binary() {
-        let (_g, site, lab) = provisioned();
-        let lab = &lab;
+    /// A run on node1 that must fail at `download swarm-cronjob` with `expected` in the
+    /// message and leave the installed swarm-cronjob as it was, running.
+    fn download_fails_and_keeps_the_binary(
+        site: &Site,
+        lab: &Lab,
+        extra: &[String],
+        expected: &str,
+    ) {
         let before = lab.ssh_ok("node1", "sha256sum /usr/local/bin/swarm-cronjob");
-        let (code, recap) = provision(
-            site,
-            lab,
-            &["--limit", "node1"],
-            &[
-                format!("swarm_cronjob_sha256_amd64={}", "0".repeat(64)),
-                // A new version name forces a download.
-                "swarm_cronjob_version=9.9.9".to_string(),
-            ],
-        );
+        let (code, recap) = provision(site, lab, &["--limit", "node1"], extra);
         assert_ne!(code, 0);
         let f = failures(&recap);
         assert!(
             f.iter()
-                .any(|m| m.contains("download swarm-cronjob") && m.contains("checksum mismatch")),
+                .any(|m| m.contains("download swarm-cronjob") && m.contains(expected)),
             "{f:#?}"
         );
         assert_eq!(
@@ -695,6 +740,55 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             before
         );
         lab.ssh_ok("node1", "systemctl is-active swarm-cronjob");
+    }
+
+    /// A pinned sha256 wins over the checksums file (which lists the tarball's true sum).
+    #[test]
+    fn lab_site_wrong_checksum_keeps_the_previous_binary() {
+        let (_g, site, lab) = provisioned();
+        download_fails_and_keeps_the_binary(
+            site,
+            &lab,
+            &[
+                format!("swarm_cronjob_sha256_amd64={}", "0".repeat(64)),
+                // A new version name forces a download.
+                "swarm_cronjob_version=9.9.9".to_string(),
+            ],
+            "checksum mismatch",
+        );
+    }
+
+    /// A mirror serving another binary under the release's name, with the release's checksums
+    /// file: the download does not match the sum and replaces nothing.
+    #[test]
+    fn lab_site_tampered_mirror_keeps_the_previous_binary() {
+        let (_g, site, lab) = provisioned();
+        download_fails_and_keeps_the_binary(
+            site,
+            &lab,
+            &[
+                format!("swarm_cronjob_url={}", mirror_url(&lab, "tampered")),
+                "swarm_cronjob_version=9.9.8".to_string(),
+            ],
+            "checksum mismatch",
+        );
+    }
+
+    /// A checksums file without a line for the tarball: no unverified download. The
+    /// checksums URL given on its own (`swarm_cronjob_checksums_url`) is the one read.
+    #[test]
+    fn lab_site_checksums_file_without_the_tarball_keeps_the_previous_binary() {
+        let (_g, site, lab) = provisioned();
+        let unlisted = mirror_url(&lab, "unlisted").replace(TARBALL, "checksums.txt");
+        download_fails_and_keeps_the_binary(
+            site,
+            &lab,
+            &[
+                format!("swarm_cronjob_checksums_url={unlisted}"),
+                "swarm_cronjob_version=9.9.7".to_string(),
+            ],
+            &format!("the checksums file `{unlisted}` has no sha256 for `{TARBALL}`"),
+        );
     }
 
     #[test]
