@@ -36,6 +36,7 @@ fn host(name: &str, manager: bool, main: bool) -> Map<String, Value> {
         "main_manager_address": "10.0.0.11",
         "os_id": "debian",
         "os_codename": "bookworm",
+        "os_version": "12",
         "dpkg_arch": "amd64",
     });
     v.as_object().cloned().unwrap_or_default()
@@ -94,6 +95,8 @@ fn main_manager() -> Value {
 fn plain(v: Value) -> Value {
     let mut v = v;
     v["syslog_ng_config_version"] = json!("3.38");
+    // Debian 12's default is docker-ce: the distro's Docker is asked for.
+    v["docker_source"] = json!("distro");
     v
 }
 

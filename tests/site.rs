@@ -20,7 +20,7 @@ fn site_plan_loads_with_every_play() {
     assert_eq!(
         names,
         [
-            "facts and defaults",
+            "facts, defaults and preflight",
             "base system, logging, monitoring, Docker",
             "firewall",
             "firewall confirmation",
@@ -161,6 +161,157 @@ async fn site_defaults_refuse_values_that_would_become_code() {
         let named = message.contains(name)
             || (name.ends_with("_ports") && message.contains("minipaas_extra_ports"));
         assert!(named, "{name}: {message}");
+    }
+}
+
+/// preflight.yaml after facts.yaml and defaults.yaml on this machine (a local host, check mode),
+/// with the facts a host would print set by a task between facts.yaml and defaults.yaml:
+/// supported hosts pass, and each unsupported one stops at one task whose message names the host
+/// and what to do.
+#[tokio::test]
+async fn site_preflight_refuses_unsupported_hosts_by_name() {
+    use minipaas::engine::{Mode, Options, Status};
+    use minipaas::inventory::Inventory;
+    use serde_json::{json, Value};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        "all: {connection: local}\ngroups:\n  managers:\n    hosts:\n      here: {}\n",
+    )
+    .unwrap();
+    let inventory = Inventory::load(&inv).unwrap();
+    let import = |t: &str| {
+        format!(
+            "    - import_tasks: {}\n",
+            root().join(format!("playbooks/tasks/{t}.yaml")).display()
+        )
+    };
+    // The tasks of facts.yaml after its first (which reads this machine): the assert that
+    // minipaas can become root, given what the first one would have printed.
+    let root_assert = {
+        let text = std::fs::read_to_string(root().join("playbooks/tasks/facts.yaml")).unwrap();
+        let tasks: Vec<serde_yaml::Value> = serde_yaml::from_str(&text).unwrap();
+        let task = tasks
+            .into_iter()
+            .find(|t| t["name"] == "minipaas can become root")
+            .unwrap();
+        serde_yaml::to_string(&vec![task]).unwrap()
+    };
+    let run = |tasks: String| {
+        let (inventory, dir) = (&inventory, dir.path());
+        async move {
+            let plan = dir.join("plan.yaml");
+            std::fs::write(&plan, format!("- hosts: all\n  tasks:\n{tasks}")).unwrap();
+            let plan = Plan::load(&[plan], &root().join("templates")).unwrap();
+            let opts = Options {
+                mode: Mode::Check,
+                ..Options::default()
+            };
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            minipaas::engine::run(inventory, &plan, &opts, tx)
+                .await
+                .unwrap()
+        }
+    };
+    // Debian 13 on amd64 without Docker, whatever this machine is, then `over`.
+    let host = |over: &Value| {
+        let mut v = json!({
+            "os_id": "debian", "os_codename": "trixie", "os_version": "13", "dpkg_arch": "amd64",
+            "docker_installed_package": "", "docker_installed_version": "",
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(over.as_object().unwrap().clone());
+        format!(
+            "{}    - set_fact: {v}\n{}{}",
+            import("facts"),
+            import("defaults"),
+            import("preflight")
+        )
+    };
+    let supported = [
+        json!({}),
+        json!({"os_id": "ubuntu", "os_codename": "noble", "os_version": "24.04", "dpkg_arch": "arm64"}),
+        json!({"os_id": "ubuntu", "os_codename": "jammy", "os_version": "22.04"}),
+        // Debian 12: docker-ce by default.
+        json!({"os_codename": "bookworm", "os_version": "12"}),
+        json!({"os_codename": "bookworm", "os_version": "12", "docker_installed_package": "docker-ce", "docker_installed_version": "27.3"}),
+        json!({"docker_installed_package": "docker.io", "docker_installed_version": "26.1"}),
+        json!({"docker_source": "docker-ce", "docker_installed_package": "docker-ce", "docker_installed_version": "28.0"}),
+    ];
+    for over in supported {
+        let recap = run(host(&over)).await;
+        assert!(recap.success(), "{over}: {:#?}", recap.tasks);
+    }
+    let as_root = |stdout: &str| {
+        let fact = json!({"host_root": {"stdout": stdout}});
+        format!(
+            "    - set_fact: {fact}\n{}",
+            root_assert
+                .replace("\n", "\n    ")
+                .replace("- name", "    - name")
+        )
+    };
+    assert!(run(as_root("root")).await.success());
+    assert!(run(as_root("sudo")).await.success());
+    let unsupported = [
+        (as_root("no-sudo"), "sudo is not installed"),
+        (as_root("sudo-password"), "passwordless sudo"),
+        (
+            host(&json!({"os_codename": "bullseye", "os_version": "11"})),
+            "debian 11 (bullseye): minipaas supports Debian 12 and 13",
+        ),
+        (
+            host(&json!({"os_id": "ubuntu", "os_codename": "focal", "os_version": "20.04"})),
+            "ubuntu 20.04",
+        ),
+        (
+            host(&json!({"os_id": "rocky", "os_version": "9.3"})),
+            "rocky 9.3",
+        ),
+        (
+            host(&json!({"dpkg_arch": "armhf"})),
+            "`armhf`: minipaas supports amd64 and arm64",
+        ),
+        (
+            host(
+                &json!({"os_codename": "bookworm", "os_version": "12", "docker_source": "distro"}),
+            ),
+            "use docker_source: docker-ce",
+        ),
+        // Debian 12 with the docker.io an earlier default installed.
+        (
+            host(
+                &json!({"os_codename": "bookworm", "os_version": "12", "docker_installed_package": "docker.io", "docker_installed_version": "20.10"}),
+            ),
+            "has docker.io 20.10 installed but docker_source is `docker-ce`",
+        ),
+        (
+            host(
+                &json!({"docker_source": "docker-ce", "docker_installed_package": "docker.io", "docker_installed_version": "26.1"}),
+            ),
+            "Set docker_source: distro to keep it",
+        ),
+        (
+            host(
+                &json!({"docker_source": "docker-ce", "docker_installed_package": "docker-ce", "docker_installed_version": "20.10"}),
+            ),
+            "needs Docker 23 or later",
+        ),
+    ];
+    for (tasks, expected) in unsupported {
+        let recap = run(tasks).await;
+        let failed: Vec<_> = recap
+            .tasks
+            .iter()
+            .filter(|t| t.status == Status::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1, "{expected}: {:#?}", recap.tasks);
+        let message = failed[0].message.clone().unwrap_or_default();
+        assert!(message.contains(expected), "{expected}: {message}");
+        assert!(message.contains("`here`"), "{expected}: {message}");
     }
 }
 
