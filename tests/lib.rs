@@ -11,6 +11,7 @@ mod deploy;
 mod golden;
 mod images;
 mod inject;
+mod install;
 mod lab;
 mod pg;
 mod provision;
