@@ -207,12 +207,12 @@ impl Plan {
         Ok(Plan { plays })
     }
 
-    /// A plan embedded in the binary (the deploy commands' plans). `name` stands for its file in
-    /// locations and errors; it may not import files.
+    /// A plan compiled into the binary apart from the node role (the deploy commands' plans).
+    /// `name` stands for its file in locations and errors (`rollout.yaml (built in)`); it uses
+    /// no template or local file and imports nothing.
     pub fn from_text(name: &str, text: &str) -> Result<Plan, PlanError> {
         let mut plays = Vec::new();
-        let path = SourcePath::disk(format!("(built in) {name}"));
-        load_text(&path, text, &[SourcePath::disk("templates")], &mut plays, 0)?;
+        load_text(&SourcePath::built_in(name), text, &[], &mut plays, 0)?;
         Ok(Plan { plays })
     }
 }
