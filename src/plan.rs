@@ -563,6 +563,27 @@ mod tests {
         assert_eq!(play.handlers[0].at.line, 15);
     }
 
+    /// The built-in role loads as a checkout's does, and its tasks are located in their built-in
+    /// files, so a failure on a host names `playbooks/tasks/facts.yaml (built in) line 2`.
+    #[test]
+    fn built_in_site_plan_loads_and_names_its_files() {
+        let site = SourcePath::built_in("playbooks/site.yaml");
+        let p = Plan::load_sources(&[site], &[SourcePath::built_in("templates")]).unwrap();
+        assert_eq!(p.plays.len(), 7);
+        assert_eq!(
+            p.plays[0].tasks[0].at.to_string(),
+            "playbooks/tasks/facts.yaml (built in) line 2"
+        );
+        assert_eq!(
+            p.plays[0].at.to_string(),
+            "playbooks/site.yaml (built in) line 10"
+        );
+        let e = Plan::load_sources(&[SourcePath::built_in("playbooks/nope.yaml")], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "cannot read plan `playbooks/nope.yaml (built in)`");
+    }
+
     #[test]
     fn typos_are_errors_with_lines() {
         let e = plan("- hosts: all\n  taks: []\n").unwrap_err().to_string();
