@@ -16,6 +16,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a starter inventory.yaml and group_vars/all.yaml (and, with --playbooks, the
+    /// built-in playbooks and templates to edit); never overwrites a file.
+    Init(crate::commands::init::InitArgs),
     /// Converge hosts from an inventory with YAML plans, over SSH, in parallel.
     Provision(crate::commands::provision::ProvisionArgs),
     /// Throwaway clusters of real systemd+sshd nodes on the local Docker engine.

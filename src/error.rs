@@ -8,6 +8,8 @@ pub enum Error {
     #[error(transparent)]
     Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
+    Init(#[from] crate::commands::init::InitError),
+    #[error(transparent)]
     Provision(#[from] crate::commands::provision::ProvisionError),
     #[error(transparent)]
     Lab(#[from] crate::commands::lab::LabError),
@@ -30,6 +32,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Transport(_) => 1,
+            Error::Init(e) => e.exit_code(),
             Error::Provision(_) => 2,
             Error::Lab(e) => e.exit_code(),
             Error::Certs(e) => e.exit_code(),

@@ -784,7 +784,9 @@ fn fuzz_templates() {
         cases: CASES_TEMPLATES,
         load: Box::new(|dir, file| {
             let root = dir.join(file.components().next().unwrap());
-            Templates::load(&[root]).map(|_| ()).map_err(|e| fail(&e))
+            Templates::load(&[root.into()])
+                .map(|_| ())
+                .map_err(|e| fail(&e))
         }),
     });
 }

@@ -4,7 +4,7 @@
 //!
 //! The binary is a thin shell over this library: `main` calls [`run`], which parses the command
 //! line and hands it to [`commands`]. Dependencies point one way:
-//! cli -> commands -> engine -> modules -> transport; inventory, plan, template and diff are leaves;
+//! cli -> commands -> engine -> modules -> transport; inventory, plan, template, source and diff are leaves;
 //! progress only consumes engine events.
 
 pub mod certs;
@@ -20,6 +20,8 @@ pub mod lab;
 pub mod modules;
 pub mod plan;
 pub mod progress;
+pub mod role;
+pub mod source;
 pub mod sql;
 pub mod template;
 pub mod transport;

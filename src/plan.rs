@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::modules::ModuleKind;
+use crate::source::SourcePath;
 
 /// A task's name as written in the plan (or derived from its module when it has none).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,13 +26,13 @@ impl fmt::Display for TaskName {
 /// Where something was written: plan file and 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    pub file: PathBuf,
+    pub file: SourcePath,
     pub line: usize,
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} line {}", self.file.display(), self.line)
+        write!(f, "{} line {}", self.file, self.line)
     }
 }
 
@@ -39,11 +40,11 @@ impl fmt::Display for Location {
 pub enum PlanError {
     #[error("cannot read plan `{path}`")]
     Read {
-        path: PathBuf,
+        path: SourcePath,
         #[source]
         source: std::io::Error,
     },
-    #[error("plan `{}` line {}: {message}", .at.file.display(), .at.line)]
+    #[error("plan `{}` line {}: {message}", .at.file, .at.line)]
     Invalid { at: Location, message: String },
 }
 
@@ -91,9 +92,9 @@ pub struct Task {
     pub no_log: bool,
     pub vars: Map<String, Value>,
     /// Directories where this task's template `src` is looked up, in order.
-    pub template_dirs: Vec<PathBuf>,
+    pub template_dirs: Vec<SourcePath>,
     /// Where `copy`'s local `src` files are looked up: `files/` beside the plan, then the plan's dir.
-    pub file_dirs: Vec<PathBuf>,
+    pub file_dirs: Vec<SourcePath>,
     pub at: Location,
 }
 
@@ -188,44 +189,52 @@ impl LineFinder {
 }
 
 impl Plan {
-    /// Loads one or more plan files into one list of plays, in order. `project_templates` is the
+    /// Loads plan files from disk into one list of plays, in order. `project_templates` is the
     /// project's templates/ directory, searched after the plan's own.
     pub fn load(paths: &[PathBuf], project_templates: &Path) -> Result<Plan, PlanError> {
+        let paths: Vec<SourcePath> = paths.iter().cloned().map(SourcePath::disk).collect();
+        Plan::load_sources(&paths, &[SourcePath::disk(project_templates)])
+    }
+
+    /// Loads plan files, on disk or built in, into one list of plays, in order. Imports are read
+    /// beside the file that imports them, from the same origin. `templates` are searched, in
+    /// order, after the plan's own templates/ (see [`crate::source::Sources`]).
+    pub fn load_sources(paths: &[SourcePath], templates: &[SourcePath]) -> Result<Plan, PlanError> {
         let mut plays = Vec::new();
         for p in paths {
-            load_file(p, project_templates, &mut plays, 0)?;
+            load_file(p, templates, &mut plays, 0)?;
         }
         Ok(Plan { plays })
     }
 
-    /// A plan embedded in the binary (the deploy commands' plans). `name` stands for its file in
-    /// locations and errors; it may not import files.
+    /// A plan compiled into the binary apart from the node role (the deploy commands' plans).
+    /// `name` stands for its file in locations and errors (`rollout.yaml (built in)`); it uses
+    /// no template or local file and imports nothing.
     pub fn from_text(name: &str, text: &str) -> Result<Plan, PlanError> {
         let mut plays = Vec::new();
-        let path = PathBuf::from(format!("(built in) {name}"));
-        load_text(&path, text, Path::new("templates"), &mut plays, 0)?;
+        load_text(&SourcePath::built_in(name), text, &[], &mut plays, 0)?;
         Ok(Plan { plays })
     }
 }
 
-fn read(path: &Path) -> Result<String, PlanError> {
-    std::fs::read_to_string(path).map_err(|source| PlanError::Read {
-        path: path.to_path_buf(),
+fn read(path: &SourcePath) -> Result<String, PlanError> {
+    path.read_to_string().map_err(|source| PlanError::Read {
+        path: path.clone(),
         source,
     })
 }
 
-fn invalid(file: &Path, line: usize, message: impl Into<String>) -> PlanError {
+fn invalid(file: &SourcePath, line: usize, message: impl Into<String>) -> PlanError {
     PlanError::Invalid {
         at: Location {
-            file: file.to_path_buf(),
+            file: file.clone(),
             line,
         },
         message: message.into(),
     }
 }
 
-fn yaml_err(file: &Path, e: &serde_yaml::Error) -> PlanError {
+fn yaml_err(file: &SourcePath, e: &serde_yaml::Error) -> PlanError {
     invalid(
         file,
         e.location().map(|l| l.line()).unwrap_or(1),
@@ -234,8 +243,8 @@ fn yaml_err(file: &Path, e: &serde_yaml::Error) -> PlanError {
 }
 
 fn load_file(
-    path: &Path,
-    project_templates: &Path,
+    path: &SourcePath,
+    templates: &[SourcePath],
     plays: &mut Vec<Play>,
     depth: usize,
 ) -> Result<(), PlanError> {
@@ -247,20 +256,20 @@ fn load_file(
         ));
     }
     let text = read(path)?;
-    load_text(path, &text, project_templates, plays, depth)
+    load_text(path, &text, templates, plays, depth)
 }
 
 fn load_text(
-    path: &Path,
+    path: &SourcePath,
     text: &str,
-    project_templates: &Path,
+    templates: &[SourcePath],
     plays: &mut Vec<Play>,
     depth: usize,
 ) -> Result<(), PlanError> {
     let raw: Vec<RawPlay> = serde_yaml::from_str::<Option<Vec<RawPlay>>>(text)
         .map_err(|e| yaml_err(path, &e))?
         .unwrap_or_default();
-    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let dir = path.parent();
     let mut finder = LineFinder::new(text);
     for rp in raw {
         let line = finder.next_item(rp.name.as_deref(), &["hosts", "import_playbook"]);
@@ -272,14 +281,16 @@ fn load_text(
                     "`import_playbook` stands alone in its item",
                 ));
             }
-            load_file(&dir.join(file), project_templates, plays, depth + 1)?;
+            load_file(&dir.join(file), templates, plays, depth + 1)?;
             continue;
         }
         let hosts = rp
             .hosts
             .ok_or_else(|| invalid(path, line, "a play needs `hosts`"))?;
         let ctx = TaskCtx {
-            template_dirs: vec![dir.join("templates"), project_templates.to_path_buf()],
+            template_dirs: std::iter::once(dir.join("templates"))
+                .chain(templates.iter().cloned())
+                .collect(),
             file_dirs: vec![dir.join("files"), dir.clone()],
         };
         let tasks = parse_tasks(
@@ -307,7 +318,7 @@ fn load_text(
             become_: rp.become_,
             reset_connection: rp.reset_connection,
             at: Location {
-                file: path.to_path_buf(),
+                file: path.clone(),
                 line,
             },
         });
@@ -316,8 +327,8 @@ fn load_text(
 }
 
 struct TaskCtx {
-    template_dirs: Vec<PathBuf>,
-    file_dirs: Vec<PathBuf>,
+    template_dirs: Vec<SourcePath>,
+    file_dirs: Vec<SourcePath>,
 }
 
 /// What an `import_tasks` passes down to every task it imports.
@@ -327,7 +338,12 @@ struct Inherit {
     tags: Vec<String>,
 }
 
-fn string_list(v: &Value, file: &Path, line: usize, key: &str) -> Result<Vec<String>, PlanError> {
+fn string_list(
+    v: &Value,
+    file: &SourcePath,
+    line: usize,
+    key: &str,
+) -> Result<Vec<String>, PlanError> {
     match v {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(a) => a
@@ -350,7 +366,7 @@ fn string_list(v: &Value, file: &Path, line: usize, key: &str) -> Result<Vec<Str
 }
 
 fn parse_tasks(
-    path: &Path,
+    path: &SourcePath,
     finder: &mut LineFinder,
     raw: &[Map<String, Value>],
     ctx: &TaskCtx,
@@ -390,7 +406,7 @@ fn parse_tasks(
             let file = file
                 .as_str()
                 .ok_or_else(|| err("`import_tasks` takes a file name".into()))?;
-            let dir = path.parent().unwrap_or(Path::new("."));
+            let dir = path.parent();
             let sub = [dir.join(file), dir.join("tasks").join(file)]
                 .into_iter()
                 .find(|p| p.is_file())
@@ -506,7 +522,7 @@ fn parse_tasks(
             template_dirs: ctx.template_dirs.clone(),
             file_dirs: ctx.file_dirs.clone(),
             at: Location {
-                file: path.to_path_buf(),
+                file: path.clone(),
                 line,
             },
         });
@@ -543,8 +559,29 @@ mod tests {
         assert_eq!(play.tasks[1].notify, ["restart"]);
         assert_eq!(play.tasks[2].name.0, "imported");
         assert_eq!(play.tasks[2].tags, ["imp"]);
-        assert!(play.tasks[2].at.file.ends_with("more.yaml"));
+        assert!(play.tasks[2].at.file.path().ends_with("more.yaml"));
         assert_eq!(play.handlers[0].at.line, 15);
+    }
+
+    /// The built-in role loads as a checkout's does, and its tasks are located in their built-in
+    /// files, so a failure on a host names `playbooks/tasks/facts.yaml (built in) line 2`.
+    #[test]
+    fn built_in_site_plan_loads_and_names_its_files() {
+        let site = SourcePath::built_in("playbooks/site.yaml");
+        let p = Plan::load_sources(&[site], &[SourcePath::built_in("templates")]).unwrap();
+        assert_eq!(p.plays.len(), 7);
+        assert_eq!(
+            p.plays[0].tasks[0].at.to_string(),
+            "playbooks/tasks/facts.yaml (built in) line 2"
+        );
+        assert_eq!(
+            p.plays[0].at.to_string(),
+            "playbooks/site.yaml (built in) line 10"
+        );
+        let e = Plan::load_sources(&[SourcePath::built_in("playbooks/nope.yaml")], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "cannot read plan `playbooks/nope.yaml (built in)`");
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! name wins), of strings inside plans, and the evaluation of `when`-style expressions. Knows
 //! nothing of hosts or tasks: callers pass the variables.
 
+use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-use serde_json::Value;
 use tera::{Context, Tera};
+
+use crate::source::SourcePath;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -26,16 +26,16 @@ pub enum TemplateError {
     Expr { expr: String, message: String },
     #[error("cannot read template directory `{dir}`")]
     ReadDir {
-        dir: PathBuf,
+        dir: SourcePath,
         #[source]
         source: std::io::Error,
     },
 }
 
-/// Template files from an ordered list of directories.
+/// Template files from an ordered list of directories, on disk or built in.
 pub struct Templates {
     tera: Tera,
-    dirs: Vec<PathBuf>,
+    dirs: Vec<SourcePath>,
     /// Each template's text as written, for what its source says (the secret variables it
     /// uses).
     sources: HashMap<String, String>,
@@ -45,26 +45,27 @@ impl Templates {
     /// Loads every file below each directory (missing directories are skipped); for a name found
     /// in several, the first directory wins. Syntax errors are reported here, before any host is
     /// contacted, with the template name and line.
-    pub fn load(dirs: &[PathBuf]) -> Result<Templates, TemplateError> {
-        let mut files: HashMap<String, PathBuf> = HashMap::new();
+    pub fn load(dirs: &[SourcePath]) -> Result<Templates, TemplateError> {
+        let mut files: HashMap<String, SourcePath> = HashMap::new();
         for dir in dirs.iter().rev() {
             if dir.is_dir() {
-                collect(dir, dir, &mut files)?;
+                let below = dir.files_below().map_err(|source| TemplateError::ReadDir {
+                    dir: dir.clone(),
+                    source,
+                })?;
+                files.extend(below);
             }
         }
         let mut tera = base_tera();
         let mut sources = HashMap::new();
-        let mut list: Vec<(PathBuf, Option<String>)> = files
-            .into_iter()
-            .map(|(name, path)| (path, Some(name)))
-            .collect();
+        let mut list: Vec<(SourcePath, String)> =
+            files.into_iter().map(|(name, path)| (path, name)).collect();
         list.sort();
         for (path, name) in &list {
-            let name = name.as_deref().unwrap_or_default();
-            let text = std::fs::read_to_string(path).map_err(|e| TemplateError::File {
+            let text = path.read_to_string().map_err(|e| TemplateError::File {
                 name: name.to_string(),
                 line: None,
-                message: e.to_string(),
+                message: format!("cannot read `{path}`: {e}"),
             })?;
             tera.add_raw_template(name, &text).map_err(|e| {
                 let message = tera_message(&e);
@@ -100,7 +101,7 @@ impl Templates {
                 dirs: self
                     .dirs
                     .iter()
-                    .map(|d| format!("`{}`", d.display()))
+                    .map(|d| format!("`{d}`"))
                     .collect::<Vec<_>>()
                     .join(", "),
             });
@@ -113,26 +114,6 @@ impl Templates {
                 message: tera_message(&e),
             })
     }
-}
-
-fn collect(
-    root: &Path,
-    dir: &Path,
-    out: &mut HashMap<String, PathBuf>,
-) -> Result<(), TemplateError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| TemplateError::ReadDir {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(root, &path, out)?;
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.insert(rel.to_string_lossy().replace('\\', "/"), path);
-        }
-    }
-    Ok(())
 }
 
 fn context(vars: &Value) -> Context {
@@ -342,7 +323,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("fw")).unwrap();
         std::fs::write(d.path().join("fw/a.conf"), "ok\nok\n{% if %}\n").unwrap();
-        let e = Templates::load(&[d.path().to_path_buf()])
+        let e = Templates::load(&[SourcePath::disk(d.path())])
             .err()
             .unwrap()
             .to_string();
@@ -356,7 +337,7 @@ mod tests {
         std::fs::write(a.path().join("x"), "A {{ v }}").unwrap();
         std::fs::write(b.path().join("x"), "B").unwrap();
         std::fs::write(b.path().join("y"), "Y").unwrap();
-        let t = Templates::load(&[a.path().into(), b.path().into()]).unwrap();
+        let t = Templates::load(&[SourcePath::disk(a.path()), SourcePath::disk(b.path())]).unwrap();
         assert_eq!(t.render("x", &json!({"v": 1})).unwrap(), "A 1");
         assert_eq!(t.render("y", &json!({})).unwrap(), "Y");
         assert!(t.render("z", &json!({})).is_err());

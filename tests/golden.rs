@@ -19,7 +19,7 @@ fn root() -> PathBuf {
 }
 
 fn templates() -> Templates {
-    Templates::load(&[root().join("templates")]).expect("templates load")
+    Templates::load(&[root().join("templates").into()]).expect("templates load")
 }
 
 /// What the engine derives from the inventory for a host.

@@ -12,6 +12,7 @@ mod docs;
 mod golden;
 mod images;
 mod inject;
+mod install;
 mod lab;
 mod pg;
 mod provision;

@@ -5,6 +5,7 @@ pub mod certs;
 pub mod code;
 pub mod deploy;
 pub mod docs;
+pub mod init;
 pub mod lab;
 pub mod provision;
 pub mod release;
@@ -17,6 +18,7 @@ use crate::Error;
 /// Runs one command; `Ok(code)` is the exit code when the command itself ran to its end.
 pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Provision(args) => provision::run(args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
         Command::Certs(cmd) => certs::run(cmd),

@@ -10,6 +10,7 @@ use crate::engine::{self, Mode, Options};
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 use crate::progress::{self, Format, Progress};
+use crate::source::Sources;
 use crate::transport::HostKeyPolicy;
 
 #[derive(Debug, Args)]
@@ -17,8 +18,8 @@ pub struct ProvisionArgs {
     /// Inventory file (YAML, or the Ansible role's INI).
     #[arg(short = 'i', long = "inventory")]
     pub inventory: PathBuf,
-    /// Plan files, run in order.
-    #[arg(default_value = "playbooks/site.yaml")]
+    /// Plan files, run in order. Default: playbooks/site.yaml beside the inventory when it
+    /// exists, else the built-in one.
     pub plans: Vec<PathBuf>,
     /// Change nothing; report what would change.
     #[arg(long)]
@@ -56,9 +57,10 @@ pub struct ProvisionArgs {
     /// the hosts had not drifted.
     #[arg(long)]
     pub fail_on_change: bool,
-    /// The project's templates directory, searched after a plan's own templates/.
-    #[arg(long, default_value = "templates")]
-    pub templates: PathBuf,
+    /// A templates directory searched after a plan's own templates/, before templates/ beside
+    /// the inventory and the built-in ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,9 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Map<String, Value>, Provision
 pub async fn run(args: ProvisionArgs) -> Result<i32, crate::Error> {
     let extra_vars = parse_extra_vars(&args.extra_vars)?;
     let inventory = Inventory::load(&args.inventory).map_err(ProvisionError::from)?;
-    let plan = Plan::load(&args.plans, &args.templates).map_err(ProvisionError::from)?;
+    let sources = Sources::resolve(&args.plans, args.templates.as_deref(), &args.inventory);
+    let plan =
+        Plan::load_sources(&sources.plans, &sources.templates).map_err(ProvisionError::from)?;
     let opts = Options {
         mode: if args.check { Mode::Check } else { Mode::Apply },
         diff: args.diff,

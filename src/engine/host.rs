@@ -2,7 +2,6 @@
 //! mode), register results, notify and run handlers.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::inventory::Host;
 use crate::modules::{BuildCtx, Context, Module, ModuleError, ModuleKind, Seen};
 use crate::plan::{Plan, Play, Task};
+use crate::source::SourcePath;
 use crate::template::{self, TemplateError, Templates};
 use crate::transport::Transport;
 
@@ -22,7 +22,7 @@ use super::{vars, Event, Mode, Options, Status, TaskReport};
 
 /// Parsed template directories, shared by every host.
 #[derive(Clone, Default)]
-pub struct TemplateCache(Arc<HashMap<Vec<PathBuf>, Arc<Templates>>>);
+pub struct TemplateCache(Arc<HashMap<Vec<SourcePath>, Arc<Templates>>>);
 
 impl TemplateCache {
     /// Plans already list the project's templates/ last in each task's directories.
@@ -39,7 +39,7 @@ impl TemplateCache {
         Ok(TemplateCache(Arc::new(map)))
     }
 
-    fn get(&self, dirs: &[PathBuf]) -> Option<Arc<Templates>> {
+    fn get(&self, dirs: &[SourcePath]) -> Option<Arc<Templates>> {
         self.0.get(dirs).cloned()
     }
 }

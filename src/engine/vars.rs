@@ -197,7 +197,7 @@ mod tests {
             become_: false,
             reset_connection: false,
             at: Location {
-                file: "plan.yaml".into(),
+                file: crate::source::SourcePath::disk("plan.yaml"),
                 line: 1,
             },
         };

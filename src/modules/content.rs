@@ -45,8 +45,9 @@ impl Content {
                     .iter()
                     .map(|d| d.join(&src))
                     .find(|p| p.is_file())
-                    .unwrap_or_else(|| std::path::PathBuf::from(&src));
-                std::fs::read(&path).map_err(|source| ModuleError::LocalFile { path, source })?
+                    .unwrap_or_else(|| crate::source::SourcePath::disk(&src));
+                path.read()
+                    .map_err(|source| ModuleError::LocalFile { path, source })?
             }
             _ => {
                 return Err(ModuleError::Args {

@@ -62,7 +62,7 @@ impl DockerImage {
             tokio::fs::read(&self.archive)
                 .await
                 .map_err(|source| ModuleError::LocalFile {
-                    path: self.archive.clone(),
+                    path: self.archive.clone().into(),
                     source,
                 })?;
         ctx.run_ok(

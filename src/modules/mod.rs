@@ -19,7 +19,6 @@ pub mod lineinfile;
 pub mod systemd;
 
 use std::fmt;
-use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -389,7 +388,7 @@ pub enum ModuleError {
     Template(#[from] TemplateError),
     #[error("cannot read local file `{path}`")]
     LocalFile {
-        path: PathBuf,
+        path: crate::source::SourcePath,
         #[source]
         source: std::io::Error,
     },
@@ -424,7 +423,7 @@ pub(crate) fn args<T: DeserializeOwned>(kind: &str, v: &Value) -> Result<T, Modu
 pub struct BuildCtx<'a> {
     pub templates: &'a Templates,
     pub vars: &'a Value,
-    pub file_dirs: &'a [PathBuf],
+    pub file_dirs: &'a [crate::source::SourcePath],
 }
 
 /// A module ready to probe, check and apply on one host.

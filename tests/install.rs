@@ -1,0 +1,351 @@
+//! From an installed binary to a real server: the node role (playbooks/site.yaml, its task files
+//! and templates) is built into the binary, so `minipaas init` and
+//! `minipaas provision -i inventory.yaml` work in any directory, and a user's own plans and
+//! templates override the built-in ones in the documented order: a plan named on the command
+//! line; `playbooks/site.yaml` and `templates/` beside the inventory; the built-in ones.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::common::{self, minipaas};
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// An inventory whose one host refuses connections: plans and templates load (and fail, exit
+/// 2) before any connection, so exit 1 (unreachable) says they loaded.
+fn unreachable_inventory(dir: &Path) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("inventory.yaml"),
+        format!(
+            "groups:\n  managers:\n    hosts:\n      gone: {{address: 127.0.0.1, port: {port}}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn provision_in(dir: &Path, args: &[&str]) -> Output {
+    minipaas()
+        .current_dir(dir)
+        .args([
+            "provision",
+            "-i",
+            "inventory.yaml",
+            "--connect-timeout",
+            "2",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Exit 1 and the host unreachable: everything loaded, then the connection failed.
+fn loaded_then_unreachable(out: &Output) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+}
+
+#[test]
+fn install_provision_loads_the_built_in_role_outside_a_checkout() {
+    let d = tempfile::tempdir().unwrap();
+    unreachable_inventory(d.path());
+    loaded_then_unreachable(&provision_in(d.path(), &[]));
+}
+
+#[test]
+fn install_override_order_plan_argument_then_beside_the_inventory_then_built_in() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    unreachable_inventory(dir);
+
+    // templates/ beside the inventory wins over the built-in ones, name by name: a broken
+    // firewall template of the user's own is what loads (and fails, naming it).
+    std::fs::create_dir_all(dir.join("templates/firewall")).unwrap();
+    std::fs::write(
+        dir.join("templates/firewall/nftables.conf"),
+        "ok\n{% if %}\n",
+    )
+    .unwrap();
+    let out = provision_in(dir, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        err.contains("template `firewall/nftables.conf` line 2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir.join("templates")).unwrap();
+
+    // playbooks/site.yaml beside the inventory wins over the built-in one; its imports are read
+    // beside it (not from the built-in role): errors name the user's file and line.
+    std::fs::create_dir_all(dir.join("playbooks/tasks")).unwrap();
+    std::fs::write(
+        dir.join("playbooks/site.yaml"),
+        "- hosts: all\n  tasks:\n    - import_tasks: facts.yaml\n",
+    )
+    .unwrap();
+    let out = provision_in(dir, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        err.contains("playbooks/site.yaml` line 3") && err.contains("`facts.yaml` not found"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("playbooks/tasks/facts.yaml"),
+        "- name: mine\n  debugg: {msg: hi}\n",
+    )
+    .unwrap();
+    let out = provision_in(dir, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("playbooks/tasks/facts.yaml` line 1") && err.contains("debugg"),
+        "{err}"
+    );
+
+    // A plan named on the command line wins over both.
+    std::fs::write(dir.join("mine.yaml"), "- hosts: all\n  tasks: []\n").unwrap();
+    loaded_then_unreachable(&provision_in(dir, &["mine.yaml"]));
+
+    // Without the user's site.yaml, the built-in one again.
+    std::fs::remove_file(dir.join("playbooks/site.yaml")).unwrap();
+    loaded_then_unreachable(&provision_in(dir, &[]));
+}
+
+#[test]
+fn install_init_writes_starters_then_skips_what_exists() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = minipaas()
+            .current_dir(d.path())
+            .arg("init")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run(&["cluster"]);
+    assert!(first.contains("created cluster/inventory.yaml"), "{first}");
+    assert!(
+        first.contains("created cluster/group_vars/all.yaml"),
+        "{first}"
+    );
+    let cluster = d.path().join("cluster");
+    let all = std::fs::read_to_string(cluster.join("group_vars/all.yaml")).unwrap();
+    assert!(all.contains("# docker_source: \"distro\"\n"), "{all}");
+
+    let second = run(&["cluster", "--playbooks"]);
+    assert!(
+        second.contains("skipped cluster/inventory.yaml (exists")
+            && second.contains("skipped cluster/group_vars/all.yaml (exists"),
+        "{second}"
+    );
+    assert!(
+        second.contains("created cluster/playbooks/site.yaml")
+            && second.contains("created cluster/templates/firewall/nftables.conf"),
+        "{second}"
+    );
+    // The written role is the built-in one, byte for byte; provision now reads it from there.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(
+        std::fs::read(cluster.join("playbooks/tasks/firewall.yaml")).unwrap(),
+        std::fs::read(root.join("playbooks/tasks/firewall.yaml")).unwrap()
+    );
+    std::fs::write(
+        cluster.join("playbooks/site.yaml"),
+        "- hosts: all\n  taks: []\n",
+    )
+    .unwrap();
+    unreachable_inventory(&cluster);
+    let out = provision_in(&cluster, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("taks"),
+        "{}",
+        text(&out)
+    );
+}
+
+pub(crate) mod lab {
+    //! The proof: the built binary, copied alone into an empty directory outside the checkout,
+    //! provisions a lab of its own (node1 manager, node2 worker) with `minipaas provision -i
+    //! inventory.yaml` and no other argument, twice, the second run changing nothing.
+
+    use super::*;
+
+    /// The stand-in swarm-cronjob release, as tests/site.rs makes it.
+    const STANDIN: &str =
+        "#!/bin/sh\n# stand-in for swarm-cronjob in minipaas tests\nexec sleep infinity\n";
+    const SERVE_PORT: u16 = 8000;
+
+    /// `mpinstall`, or `MINIPAAS_TEST_LAB` with `-install`, so two checkouts test side by side.
+    fn name() -> String {
+        match std::env::var("MINIPAAS_TEST_LAB") {
+            Ok(shared) => format!("{shared}-install"),
+            Err(_) => "mpinstall".into(),
+        }
+    }
+
+    /// Takes the lab down when the test ends, passed or not, unless
+    /// `MINIPAAS_TEST_KEEP_INSTALL_LAB` is set (to look at the nodes after a failure).
+    struct Down(common::Lab);
+
+    impl Drop for Down {
+        fn drop(&mut self) {
+            if std::env::var_os("MINIPAAS_TEST_KEEP_INSTALL_LAB").is_none() {
+                self.0.down();
+            }
+        }
+    }
+
+    fn recap(out: &Output) -> Value {
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON recap ({e}):\n{}", text(out)))
+    }
+
+    fn with_status<'a>(recap: &'a Value, status: &str) -> Vec<&'a Value> {
+        recap["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["status"] == status)
+            .collect()
+    }
+
+    #[test]
+    fn lab_install_binary_alone_provisions_from_an_empty_directory() {
+        let started = Instant::now();
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("install-work");
+        let lab = Down(common::lab_up(&name(), 2, 1, &work));
+        let lab = &lab.0;
+        let up = started.elapsed();
+
+        // The mirror: the stand-in tarball over HTTP from node2.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("swarm-cronjob"), STANDIN).unwrap();
+        common::run_ok(
+            std::process::Command::new("tar")
+                .args([
+                    "--owner=0",
+                    "--group=0",
+                    "--mode=0755",
+                    "--mtime=2020-01-01",
+                ])
+                .args(["-czf", "standin.tar.gz", "swarm-cronjob"])
+                .current_dir(tmp.path()),
+        );
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(
+                std::fs::read(tmp.path().join("standin.tar.gz")).unwrap(),
+            ))
+        };
+        let node2 = lab.node("node2");
+        let st = common::docker(&["exec", &node2.container, "mkdir", "-p", "/srv/standin"]);
+        assert!(st.status.success(), "{}", text(&st));
+        let cp = common::docker(&[
+            "cp",
+            tmp.path().join("standin.tar.gz").to_str().unwrap(),
+            &format!("{}:/srv/standin/swarm-cronjob.tar.gz", node2.container),
+        ]);
+        assert!(cp.status.success(), "{}", text(&cp));
+        lab.ssh_ok(
+            "node2",
+            &format!(
+                "systemctl is-active --quiet minipaas-test-http || \
+                 systemd-run --unit minipaas-test-http -p Restart=always \
+                 python3 -m http.server {SERVE_PORT} --directory /srv/standin"
+            ),
+        );
+
+        // The user's directory: the binary, an inventory and group_vars, nothing else.
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        assert!(
+            !home.starts_with(env!("CARGO_MANIFEST_DIR")),
+            "{} is inside the checkout",
+            home.display()
+        );
+        let bin = home.join("minipaas");
+        std::fs::copy(env!("CARGO_BIN_EXE_minipaas"), &bin).unwrap();
+        let mut inventory: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&lab.inventory).unwrap()).unwrap();
+        inventory["all"]["key"] = lab.key.display().to_string().into();
+        inventory["all"]["known_hosts"] = lab.known_hosts.display().to_string().into();
+        std::fs::write(
+            home.join("inventory.yaml"),
+            serde_yaml::to_string(&inventory).unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(home.join("group_vars")).unwrap();
+        std::fs::write(
+            home.join("group_vars/all.yaml"),
+            format!(
+                "swarm_cronjob_url: http://{}:{SERVE_PORT}/swarm-cronjob.tar.gz\n\
+                 swarm_cronjob_sha256_amd64: {sha256}\n\
+                 minipaas_extra_ports: [{SERVE_PORT}]\n",
+                node2.private_address
+            ),
+        )
+        .unwrap();
+        let provision = || {
+            let t = Instant::now();
+            let out = std::process::Command::new(&bin)
+                .current_dir(home)
+                .args(["provision", "-i", "inventory.yaml", "--format", "json"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            (out, t.elapsed())
+        };
+
+        let (first, first_took) = provision();
+        let first_recap = recap(&first);
+        assert_eq!(
+            first.status.code(),
+            Some(0),
+            "{:#?}\n{}",
+            with_status(&first_recap, "failed"),
+            String::from_utf8_lossy(&first.stderr)
+        );
+        // Every task came from the built-in role, named as such.
+        let tasks = first_recap["tasks"].as_array().unwrap();
+        assert!(
+            tasks
+                .iter()
+                .filter(|t| t["handler"] != true)
+                .all(|t| t["at"].as_str().unwrap_or("").contains(" (built in) line ")),
+            "{tasks:#?}"
+        );
+        let (second, second_took) = provision();
+        let second_recap = recap(&second);
+        assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+        let changed = with_status(&second_recap, "changed");
+        assert!(changed.is_empty(), "second run changed: {changed:#?}");
+
+        // A swarm of two, and swarm-cronjob from the mirror on the manager.
+        let ready = lab.ssh_ok("node1", "docker node ls --format '{{.Status}}'");
+        assert_eq!(ready, "Ready\nReady");
+        lab.ssh_ok(
+            "node1",
+            "systemctl is-active swarm-cronjob && grep -q stand-in /usr/local/bin/swarm-cronjob",
+        );
+        eprintln!(
+            "lab_install: lab up {up:.1?}, first provision {first_took:.1?}, second \
+             {second_took:.1?}, total {:.1?}",
+            started.elapsed()
+        );
+    }
+}
