@@ -564,7 +564,7 @@ mod tests {
     }
 
     /// The built-in role loads as a checkout's does, and its tasks are located in their built-in
-    /// files, so a failure on a host names `playbooks/tasks/facts.yaml (built in) line 2`.
+    /// files, so a failure on a host names `playbooks/tasks/facts.yaml (built in) line 7`.
     #[test]
     fn built_in_site_plan_loads_and_names_its_files() {
         let site = SourcePath::built_in("playbooks/site.yaml");
@@ -572,11 +572,11 @@ mod tests {
         assert_eq!(p.plays.len(), 7);
         assert_eq!(
             p.plays[0].tasks[0].at.to_string(),
-            "playbooks/tasks/facts.yaml (built in) line 2"
+            "playbooks/tasks/facts.yaml (built in) line 7"
         );
         assert_eq!(
             p.plays[0].at.to_string(),
-            "playbooks/site.yaml (built in) line 10"
+            "playbooks/site.yaml (built in) line 11"
         );
         let e = Plan::load_sources(&[SourcePath::built_in("playbooks/nope.yaml")], &[])
             .unwrap_err()

@@ -1,4 +1,4 @@
-//! The node role's variables, read from the one place that sets them: the first task of the
+//! The node role's variables, read from the one place that sets them: the defaults task of the
 //! built-in `playbooks/tasks/defaults.yaml` (`name: "{{ name | default(value=...) }}"` lines,
 //! each with the comment written above it). The starter `group_vars/all.yaml` that
 //! `minipaas init` writes is generated from it, and a test holds README's variable table to it,
@@ -64,7 +64,11 @@ pub fn variables() -> Result<Vec<Variable>, RoleError> {
     parse_defaults(&path, &text)
 }
 
-/// Reads the first `set_fact:` block of a defaults file.
+/// The task of defaults.yaml whose `set_fact:` holds the role's variables (tasks before it
+/// may compute values the defaults use).
+const DEFAULTS_TASK: &str = "- name: role defaults";
+
+/// Reads the `set_fact:` block of the [`DEFAULTS_TASK`] of a defaults file.
 fn parse_defaults(path: &SourcePath, text: &str) -> Result<Vec<Variable>, RoleError> {
     let invalid = |line: usize, message: String| RoleError::Invalid {
         path: path.clone(),
@@ -74,9 +78,13 @@ fn parse_defaults(path: &SourcePath, text: &str) -> Result<Vec<Variable>, RoleEr
     let mut lines = text
         .lines()
         .enumerate()
+        .skip_while(|(_, l)| !l.starts_with(DEFAULTS_TASK))
         .skip_while(|(_, l)| l.trim() != "set_fact:");
     if lines.next().is_none() {
-        return Err(invalid(1, "no `set_fact:` task".into()));
+        return Err(invalid(
+            1,
+            format!("no `set_fact:` task named `{}`", &DEFAULTS_TASK[8..]),
+        ));
     }
     let mut out = Vec::new();
     let mut comment: Vec<String> = Vec::new();
