@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{minipaas, Lab};
-use crate::deploy::{deployed_example, get, mp, mp_json, text, wait_for, STACK};
+use crate::deploy::{deployed_example, get, mp, mp_json, small_stack, text, wait_for, STACK};
 use crate::site::lab::provisioned;
 
 /// Runs minipaas in `dir` whatever its exit code.
@@ -334,48 +334,14 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     let _ex = deployed_example(&lab);
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path();
-    std::fs::write(
-        env.join("compose.yaml"),
+    let compose = String::from(
         "services:\n  sleeper:\n    image: example-app:1\n    command: [\"sleep\", \"infinity\"]\n  \
          crash:\n    image: example-app:1\n    command: [\"sh\", \"-c\", \"echo crashing on purpose; exit 1\"]\n  \
          stuck:\n    image: example-app:1\n    command: [\"sleep\", \"infinity\"]\n    deploy:\n      \
          placement:\n        constraints: [\"node.hostname == nowhere\"]\n",
-    )
-    .unwrap();
-    let inventory = lab.inventory.display().to_string();
+    );
     let stack = "mpday2x";
-    lab.ssh_ok(
-        "node1",
-        // And wait until it is gone: a deploy while its network goes fails.
-        &format!(
-            "docker stack rm {stack} >/dev/null 2>&1; \
-             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={stack})\" ] \
-               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
-        ),
-    );
-    mp(
-        env,
-        &[
-            "code",
-            "init",
-            "-c",
-            "compose.yaml",
-            "--stack",
-            stack,
-            "--inventory",
-            &inventory,
-            "--endpoint-mode",
-            "dnsrr",
-        ],
-    );
-    let path = env.join("minipaas.yaml");
-    let mut settings: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    settings["runtime"]["caddy"] = false.into();
-    settings["runtime"]["postgres"] = false.into();
-    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
-    mp(env, &["code", "init"]);
-    mp(env, &["code", "worker", "sleeper", "crash", "stuck"]);
+    small_stack(&lab, env, stack, &compose, &["sleeper", "crash", "stuck"]);
     // Never converges: crash fails, stuck has no node.
     let out = run(env, &["deploy", "rollout", "--timeout", "5"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

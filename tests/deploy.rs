@@ -3,7 +3,7 @@
 //! and shipped over SSH, answered through Caddy.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,14 +14,7 @@ use crate::site::lab::provisioned;
 
 pub(crate) const STACK: &str = "minipaas";
 
-pub(crate) fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+pub(crate) use crate::common::text;
 
 /// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
 pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
@@ -80,13 +73,11 @@ fn sha12(value: &str) -> String {
 
 /// The stack and its secrets from an earlier run gone, so this run proves a first deploy.
 pub(crate) fn remove_stack(lab: &Lab) {
+    stack_gone(lab, STACK);
     lab.ssh_ok(
         "node1",
         &format!(
-            "docker stack rm {STACK} >/dev/null 2>&1; \
-             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={STACK})\" ] \
-               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={STACK})\" ] && break; sleep 1; done; \
-             docker secret ls -q --filter label=minipaas.stack={STACK} | xargs -r docker secret rm >/dev/null; \
+            "docker secret ls -q --filter label=minipaas.stack={STACK} | xargs -r docker secret rm >/dev/null; \
              docker config ls -q --filter label=minipaas.history={STACK} | xargs -r docker config rm >/dev/null; \
              rm -rf /var/lib/minipaas/stacks/{STACK}"
         ),
@@ -129,6 +120,51 @@ pub(crate) fn wait_for(what: &str, seconds: u64, mut f: impl FnMut() -> Option<S
         assert!(Instant::now() < deadline, "{what} within {seconds} s");
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// Removes `stack` from the swarm and waits until its network and containers are gone (a
+/// deploy while they go fails).
+pub(crate) fn stack_gone(lab: &Lab, stack: &str) {
+    lab.ssh_ok(
+        "node1",
+        &format!(
+            "docker stack rm {stack} >/dev/null 2>&1; \
+             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={stack})\" ] \
+               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
+        ),
+    );
+}
+
+/// A stack of its own in `env` (no Caddy, no PostgreSQL) from `compose`, its services workers.
+pub(crate) fn small_stack(lab: &Lab, env: &Path, stack: &str, compose: &str, services: &[&str]) {
+    stack_gone(lab, stack);
+    std::fs::write(env.join("compose.yaml"), compose).unwrap();
+    let inventory = lab.inventory.display().to_string();
+    mp(
+        env,
+        &[
+            "code",
+            "init",
+            "-c",
+            "compose.yaml",
+            "--stack",
+            stack,
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+        ],
+    );
+    let path = env.join("minipaas.yaml");
+    let mut settings: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    settings["runtime"]["caddy"] = false.into();
+    settings["runtime"]["postgres"] = false.into();
+    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
+    mp(env, &["code", "init"]);
+    let mut worker = vec!["code", "worker"];
+    worker.extend(services);
+    mp(env, &worker);
 }
 
 /// The example app copied into `work/app` with its env `work/app/deploy` made by `code init`

@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{lab, minipaas, Lab};
+use crate::common::{lab, minipaas, text, Lab};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,15 +16,6 @@ fn root() -> PathBuf {
 /// The test's own directory on node2: a fake `docker`, first on PATH only for the one task
 /// that reads the node id; nothing else on the node changes.
 const FAKE: &str = "/opt/mpt-inject";
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Removes the fake docker and any marker, whatever the test did.
 struct Cleanup<'a>(&'a Lab, String);

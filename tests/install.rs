@@ -10,16 +10,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::common::{self, minipaas};
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use crate::common::{self, minipaas, text};
 
 /// An inventory whose one host refuses connections: plans and templates load (and fail, exit
 /// 2) before any connection, so exit 1 (unreachable) says they loaded.
@@ -185,10 +176,9 @@ pub(crate) mod lab {
 
     use super::*;
 
-    /// The stand-in swarm-cronjob release, as tests/site.rs makes it.
-    const STANDIN: &str =
-        "#!/bin/sh\n# stand-in for swarm-cronjob in minipaas tests\nexec sleep infinity\n";
-    const SERVE_PORT: u16 = 8000;
+    use crate::site::lab::{
+        release_tarball, serve_mirror, sha256_hex, SERVE_PORT, STANDIN, TARBALL,
+    };
 
     /// `mpinstall`, or `MINIPAAS_TEST_LAB` with `-install`, so two checkouts test side by side.
     fn name() -> String {
@@ -232,43 +222,18 @@ pub(crate) mod lab {
         let lab = &lab.0;
         let up = started.elapsed();
 
-        // The mirror: the stand-in tarball over HTTP from node2.
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("swarm-cronjob"), STANDIN).unwrap();
-        common::run_ok(
-            std::process::Command::new("tar")
-                .args([
-                    "--owner=0",
-                    "--group=0",
-                    "--mode=0755",
-                    "--mtime=2020-01-01",
-                ])
-                .args(["-czf", "standin.tar.gz", "swarm-cronjob"])
-                .current_dir(tmp.path()),
-        );
-        let sha256 = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(
-                std::fs::read(tmp.path().join("standin.tar.gz")).unwrap(),
-            ))
-        };
+        // The mirror: a stand-in release (tarball and checksums.txt) over HTTP from node2.
+        let mirror = tempfile::tempdir().unwrap();
+        let tarball = release_tarball(STANDIN);
+        std::fs::create_dir(mirror.path().join("v1.14.0")).unwrap();
+        std::fs::write(
+            mirror.path().join("v1.14.0/checksums.txt"),
+            format!("{} *{TARBALL}\n", sha256_hex(&tarball)),
+        )
+        .unwrap();
+        std::fs::write(mirror.path().join("v1.14.0").join(TARBALL), tarball).unwrap();
+        serve_mirror(lab, "node2", mirror.path());
         let node2 = lab.node("node2");
-        let st = common::docker(&["exec", &node2.container, "mkdir", "-p", "/srv/standin"]);
-        assert!(st.status.success(), "{}", text(&st));
-        let cp = common::docker(&[
-            "cp",
-            tmp.path().join("standin.tar.gz").to_str().unwrap(),
-            &format!("{}:/srv/standin/swarm-cronjob.tar.gz", node2.container),
-        ]);
-        assert!(cp.status.success(), "{}", text(&cp));
-        lab.ssh_ok(
-            "node2",
-            &format!(
-                "systemctl is-active --quiet minipaas-test-http || \
-                 systemd-run --unit minipaas-test-http -p Restart=always \
-                 python3 -m http.server {SERVE_PORT} --directory /srv/standin"
-            ),
-        );
 
         // The user's directory: the binary, an inventory and group_vars, nothing else.
         let home = tempfile::tempdir().unwrap();
@@ -293,8 +258,7 @@ pub(crate) mod lab {
         std::fs::write(
             home.join("group_vars/all.yaml"),
             format!(
-                "swarm_cronjob_url: http://{}:{SERVE_PORT}/swarm-cronjob.tar.gz\n\
-                 swarm_cronjob_sha256_amd64: {sha256}\n\
+                "swarm_cronjob_url: http://{}:{SERVE_PORT}/v1.14.0/{TARBALL}\n\
                  minipaas_extra_ports: [{SERVE_PORT}]\n",
                 node2.private_address
             ),

@@ -570,12 +570,42 @@ fn task_vars_may_use_the_loop_item() {
     );
 }
 
+/// Starts `minipaas provision` of `plan` on the lab with `extra` arguments and kills the
+/// controller (SIGKILL) as soon as `condition` (sh) holds on `node`, checked from inside the
+/// node's container every 10 ms. Fails when it never holds within 60 s.
+fn kill_provision_when(lab: &Lab, node: &str, plan: &Path, extra: &[&str], condition: &str) {
+    let mut child = minipaas()
+        .arg("provision")
+        .arg("-i")
+        .arg(&lab.inventory)
+        .arg(plan)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = crate::common::docker(&[
+        "exec",
+        &lab.node(node).container,
+        "timeout",
+        "60",
+        "sh",
+        "-c",
+        &format!("until {condition}; do sleep 0.01; done"),
+    ]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        waited.status.success(),
+        "`{condition}` never held: {waited:?}"
+    );
+}
+
 /// A controller killed in the middle of a multi-megabyte `copy` leaves the old file in place on
 /// the host, and no temp file: the host checks size and sha256 before the rename.
 #[test]
 fn lab_a_write_cut_by_a_killed_controller_leaves_the_old_file() {
     let lab = lab();
-    let node = lab.node("node3");
     let dir = tempfile::tempdir().unwrap();
     let dest_dir = "/opt/mpt-provision-cut";
     let dest = format!("{dest_dir}/big.bin");
@@ -606,32 +636,13 @@ fn lab_a_write_cut_by_a_killed_controller_leaves_the_old_file() {
         ),
     )
     .unwrap();
-    let mut child = minipaas()
-        .arg("provision")
-        .arg("-i")
-        .arg(&lab.inventory)
-        .arg(&plan)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Blocks until the first bytes are in the host's temp file, then the controller dies.
-    let waited = crate::common::docker(&[
-        "exec",
-        &node.container,
-        "timeout",
-        "60",
-        "sh",
-        "-c",
-        &format!(
-            "until find {dest_dir} -name '.minipaas.*' -size +0 | grep -q .; do sleep 0.01; done"
-        ),
-    ]);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        waited.status.success(),
-        "the write never started: {waited:?}"
+    // Killed once the first bytes are in the host's temp file.
+    kill_provision_when(
+        lab,
+        "node3",
+        &plan,
+        &[],
+        &format!("find {dest_dir} -name '.minipaas.*' -size +0 | grep -q ."),
     );
     // The host's side of the write ends at the EOF of the dropped connection.
     let left = lab.ssh_ok(
@@ -650,7 +661,6 @@ fn lab_a_write_cut_by_a_killed_controller_leaves_the_old_file() {
 #[test]
 fn lab_a_handler_notified_before_the_controller_died_runs_next_time() {
     let lab = lab();
-    let node = lab.node("node2");
     let dir = tempfile::tempdir().unwrap();
     let base = "/opt/mpt-provision-pending";
     lab.ssh_ok("node2", &format!("rm -rf {base} && mkdir -p {base}"));
@@ -677,29 +687,14 @@ fn lab_a_handler_notified_before_the_controller_died_runs_next_time() {
             .output()
             .unwrap()
     };
-    let mut child = minipaas()
-        .arg("provision")
-        .arg("-i")
-        .arg(&lab.inventory)
-        .arg(&plan)
-        .args(["-e", "slow=1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // The change is on the host; the controller dies before the slow task ends and handlers run.
-    let waited = crate::common::docker(&[
-        "exec",
-        &node.container,
-        "timeout",
-        "60",
-        "sh",
-        "-c",
-        &format!("until grep -qx v2 {base}/config 2>/dev/null; do sleep 0.02; done"),
-    ]);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(waited.status.success(), "the change never came: {waited:?}");
+    kill_provision_when(
+        lab,
+        "node2",
+        &plan,
+        &["-e", "slow=1"],
+        &format!("grep -qx v2 {base}/config 2>/dev/null"),
+    );
     assert_eq!(lab.ssh_ok("node2", &format!("cat {base}/config")), "v2");
     assert_eq!(
         lab.ssh_ok(

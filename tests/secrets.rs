@@ -3,13 +3,12 @@
 //! byte-for-byte, never evaluated as templates; and nothing minipaas prints, records on the
 //! swarm or leaves on a host shows a secret value.
 
-use std::path::Path;
 use std::process::Output;
 
 use base64::Engine as _;
 
 use crate::common::{minipaas, Lab};
-use crate::deploy::{deployed_example, mp, text, wait_for};
+use crate::deploy::{deployed_example, mp, small_stack, stack_gone, text, wait_for};
 use crate::site::lab::provisioned;
 use crate::site::lab::site_command;
 
@@ -18,51 +17,6 @@ const TEMPLATE_LIKE: &str =
     "{{ 1 }} {% raw %} {{ get_env(name=\"HOME\") }} {{.Task.Name}} {{ 1 + 1 }}";
 /// Only what renders: a value minipaas evaluated would come out as `v 2 /root`.
 const RENDERABLE: &str = "v {{ 1 + 1 }} {{ get_env(name=\"HOME\") }}";
-
-/// Removes `stack` from the swarm and waits until its network and containers are gone (a
-/// deploy while they go fails).
-fn remove_stack(lab: &Lab, stack: &str) {
-    lab.ssh_ok(
-        "node1",
-        &format!(
-            "docker stack rm {stack} >/dev/null 2>&1; \
-             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={stack})\" ] \
-               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
-        ),
-    );
-}
-
-/// A stack of its own in `env` (no Caddy, no PostgreSQL) from `compose`, its services workers.
-fn small_stack(lab: &Lab, env: &Path, stack: &str, compose: &str, services: &[&str]) {
-    remove_stack(lab, stack);
-    std::fs::write(env.join("compose.yaml"), compose).unwrap();
-    let inventory = lab.inventory.display().to_string();
-    mp(
-        env,
-        &[
-            "code",
-            "init",
-            "-c",
-            "compose.yaml",
-            "--stack",
-            stack,
-            "--inventory",
-            &inventory,
-            "--endpoint-mode",
-            "dnsrr",
-        ],
-    );
-    let path = env.join("minipaas.yaml");
-    let mut settings: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    settings["runtime"]["caddy"] = false.into();
-    settings["runtime"]["postgres"] = false.into();
-    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
-    mp(env, &["code", "init"]);
-    let mut worker = vec!["code", "worker"];
-    worker.extend(services);
-    mp(env, &worker);
-}
 
 /// Runs `script` (sh) in the running task of `service` (`<stack>_<name>`) and returns what it
 /// printed, base64-decoded: the script prints base64 so that every byte is compared.
@@ -173,7 +127,7 @@ fn lab_data_reaches_running_containers_byte_for_byte() {
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels["minipaas.test.all"], TEMPLATE_LIKE, "{labels}");
     assert_eq!(labels["minipaas.test.renderable"], RENDERABLE, "{labels}");
-    remove_stack(&lab, stack);
+    stack_gone(&lab, stack);
 }
 
 /// The forms a value takes in output: as is, JSON-escaped, shell-quoted, base64.
@@ -466,5 +420,5 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
         leaks.join("\n")
     );
     lab.ssh_ok("node1", &format!("rm -rf {base}"));
-    remove_stack(&lab, stack);
+    stack_gone(&lab, stack);
 }

@@ -1,7 +1,7 @@
 //! playbooks/site.yaml: the plan loads (every key, module and import checked), and, on lab nodes
 //! (tests named `lab_`), converges a real cluster.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use minipaas::plan::Plan;
 
@@ -69,6 +69,17 @@ fn site_swarm_join_command_quotes_addresses_and_brackets_ipv6() {
     );
 }
 
+/// An inventory in `dir` of one host, `here`: this machine, reached without SSH.
+fn local_inventory(dir: &Path) -> PathBuf {
+    let inv = dir.join("inventory.yaml");
+    std::fs::write(
+        &inv,
+        "all: {connection: local}\ngroups:\n  managers:\n    hosts:\n      here: {}\n",
+    )
+    .unwrap();
+    inv
+}
+
 /// facts.yaml and defaults.yaml on this machine (a local host, check mode): the defaults pass,
 /// and each value that would become code in a shell, a unit or a config file stops the host with
 /// a message naming the variable.
@@ -79,12 +90,7 @@ async fn site_defaults_refuse_values_that_would_become_code() {
     use serde_json::{json, Value};
 
     let dir = tempfile::tempdir().unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    std::fs::write(
-        &inv,
-        "all: {connection: local}\ngroups:\n  managers:\n    hosts:\n      here: {}\n",
-    )
-    .unwrap();
+    let inv = local_inventory(dir.path());
     let plan = dir.path().join("plan.yaml");
     std::fs::write(
         &plan,
@@ -175,12 +181,7 @@ async fn site_preflight_refuses_unsupported_hosts_by_name() {
     use serde_json::{json, Value};
 
     let dir = tempfile::tempdir().unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    std::fs::write(
-        &inv,
-        "all: {connection: local}\ngroups:\n  managers:\n    hosts:\n      here: {}\n",
-    )
-    .unwrap();
+    let inv = local_inventory(dir.path());
     let inventory = Inventory::load(&inv).unwrap();
     let import = |t: &str| {
         format!(
@@ -330,14 +331,14 @@ pub(crate) mod lab {
 
     /// The stand-in swarm-cronjob release: a script that sleeps, in the release's tar layout
     /// (`./swarm-cronjob` beside `./LICENSE`).
-    const STANDIN: &str =
+    pub(crate) const STANDIN: &str =
         "#!/bin/sh\n# stand-in for swarm-cronjob in minipaas tests\nexec sleep infinity\n";
     /// What a tampered mirror serves instead.
     const TAMPERED: &str = "#!/bin/sh\n# tampered swarm-cronjob\nexec sleep infinity\n";
     /// Where node3 serves the mirror; also the extra port the firewall must open.
-    const SERVE_PORT: u16 = 8000;
+    pub(crate) const SERVE_PORT: u16 = 8000;
     /// The release's file name for the lab's nodes (amd64).
-    const TARBALL: &str = "swarm-cronjob_1.14.0_linux_amd64.tar.gz";
+    pub(crate) const TARBALL: &str = "swarm-cronjob_1.14.0_linux_amd64.tar.gz";
 
     fn root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -377,7 +378,7 @@ pub(crate) mod lab {
 
     /// A release tarball as swarm-cronjob's release builds it (`tar -czf ... .`), holding
     /// `script` as the binary; returns its bytes.
-    fn release_tarball(script: &str) -> Vec<u8> {
+    pub(crate) fn release_tarball(script: &str) -> Vec<u8> {
         let tmp = tempfile::tempdir().unwrap();
         let content = tmp.path().join("content");
         std::fs::create_dir(&content).unwrap();
@@ -401,7 +402,7 @@ pub(crate) mod lab {
         std::fs::read(tmp.path().join("release.tar.gz")).unwrap()
     }
 
-    fn sha256_hex(data: &[u8]) -> String {
+    pub(crate) fn sha256_hex(data: &[u8]) -> String {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(data))
     }
@@ -435,25 +436,31 @@ pub(crate) mod lab {
                 std::fs::write(d.join(TARBALL), bytes).unwrap();
                 std::fs::write(d.join("checksums.txt"), sums).unwrap();
             }
-            let node3 = lab.node("node3").container.clone();
-            let st = common::docker(&["exec", &node3, "mkdir", "-p", "/srv/standin"]);
-            assert!(st.status.success(), "{}", output_text(&st));
-            let cp = common::docker(&[
-                "cp",
-                &format!("{}/.", mirror.path().display()),
-                &format!("{node3}:/srv/standin/"),
-            ]);
-            assert!(cp.status.success(), "{}", output_text(&cp));
-            lab.ssh_ok(
-                "node3",
-                &format!(
-                    "systemctl is-active --quiet minipaas-test-http || \
-                     systemd-run --unit minipaas-test-http -p Restart=always \
-                     python3 -m http.server {SERVE_PORT} --directory /srv/standin"
-                ),
-            );
+            serve_mirror(&lab, "node3", mirror.path());
             Site { sha256 }
         })
+    }
+
+    /// Serves the files of `mirror` over HTTP from `node` of `lab` (/srv/standin, port
+    /// [`SERVE_PORT`]; a systemd unit, so it comes back after a restart).
+    pub(crate) fn serve_mirror(lab: &Lab, node: &str, mirror: &Path) {
+        let container = lab.node(node).container.clone();
+        let st = common::docker(&["exec", &container, "mkdir", "-p", "/srv/standin"]);
+        assert!(st.status.success(), "{}", output_text(&st));
+        let cp = common::docker(&[
+            "cp",
+            &format!("{}/.", mirror.display()),
+            &format!("{container}:/srv/standin/"),
+        ]);
+        assert!(cp.status.success(), "{}", output_text(&cp));
+        lab.ssh_ok(
+            node,
+            &format!(
+                "systemctl is-active --quiet minipaas-test-http || \
+                 systemd-run --unit minipaas-test-http -p Restart=always \
+                 python3 -m http.server {SERVE_PORT} --directory /srv/standin"
+            ),
+        );
     }
 
     /// The URL of the stand-in tarball in `dir` of the mirror.

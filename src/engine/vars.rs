@@ -53,7 +53,9 @@ pub fn build(
 ) -> Map<String, Value> {
     let mut v = host.vars.clone();
     v.extend(play.vars.clone());
-    let written: Vec<String> = v.keys().cloned().collect();
+    // What the inventory and the play wrote; a later layer (derived names, facts, extra vars)
+    // that replaced a value took it out of what renders.
+    let written = v.clone();
     let managers: Vec<&str> = groups
         .get("managers")
         .and_then(Value::as_array)
@@ -87,28 +89,12 @@ pub fn build(
     v.extend(extra.clone());
     let templates: Vec<String> = written
         .into_iter()
-        .filter(|k| {
-            !DERIVED.contains(&k.as_str()) && !facts.contains_key(k) && !extra.contains_key(k)
-        })
+        .filter(|(k, x)| v.get(k) == Some(x))
+        .map(|(k, _)| k)
         .collect();
     resolve_references(&mut v, &templates);
     v
 }
-
-/// Names the engine sets from the inventory, over any variable of the same name.
-const DERIVED: &[&str] = &[
-    "inventory_hostname",
-    "ansible_host",
-    "private_address",
-    "group_names",
-    "groups",
-    "hostvars",
-    "is_manager",
-    "is_main_manager",
-    "is_worker",
-    "main_manager",
-    "main_manager_address",
-];
 
 /// Variables may refer to other variables (`docker_api_tls_dir: "{{ docker_tls_dir }}"`):
 /// render the values of `names` that hold templates against all the rest, a few passes deep so

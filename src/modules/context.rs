@@ -187,19 +187,24 @@ mod tests {
     /// Runs the write script locally with `sh` (the script is plain POSIX shell, the same on a
     /// host), feeding it `sent` and returning its exit status and stderr.
     fn write(path: &std::path::Path, data: &[u8], sent: &[u8], attrs: &Attrs) -> (bool, String) {
-        let script = write_script(path.to_str().unwrap(), &Expected::of(data), attrs, None);
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_write(path, data, attrs);
         child.stdin.take().unwrap().write_all(sent).unwrap();
         let out = child.wait_with_output().unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into(),
         )
+    }
+
+    /// The write script for `data` running locally in `sh`, its stdin and stderr piped.
+    fn spawn_write(path: &std::path::Path, data: &[u8], attrs: &Attrs) -> std::process::Child {
+        let script = write_script(path.to_str().unwrap(), &Expected::of(data), attrs, None);
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn temp_files(dir: &std::path::Path) -> Vec<String> {
@@ -251,13 +256,7 @@ mod tests {
             mode: Some("0600".into()),
             ..Attrs::default()
         };
-        let script = write_script(path.to_str().unwrap(), &Expected::of(&data), &attrs, None);
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_write(&path, &data, &attrs);
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(&data[..1024]).unwrap();
         stdin.flush().unwrap();
