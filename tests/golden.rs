@@ -38,6 +38,16 @@ fn host(name: &str, manager: bool, main: bool) -> Map<String, Value> {
         "os_codename": "bookworm",
         "os_version": "12",
         "dpkg_arch": "amd64",
+        "groups": {
+            "all": ["manager1", "worker1", "worker2"],
+            "managers": ["manager1"],
+            "workers": ["worker1", "worker2"],
+        },
+        "hostvars": {
+            "manager1": {"private_address": "10.0.0.11"},
+            "worker1": {"private_address": "10.0.0.12"},
+            "worker2": {"private_address": "2001:db8::12"},
+        },
     });
     v.as_object().cloned().unwrap_or_default()
 }
@@ -79,6 +89,7 @@ fn main_manager() -> Value {
         "firewall_allowed_tcp_ports": [9100],
         "firewall_allowed_udp_ports": [51820],
         "firewall_extra_rules": ["ip saddr 192.0.2.0/24 drop"],
+        "firewall_ssh_sources": ["192.0.2.0/24", "2001:db8::/32"],
         "monitoring_telegram_token": "123456:test-token",
         "monitoring_telegram_chat_id": "-1001234",
         "monitoring_telegram_api_url": "http://127.0.0.1:8081",

@@ -9,6 +9,7 @@ mod common;
 mod day2;
 mod deploy;
 mod docs;
+mod firewall;
 mod golden;
 mod images;
 mod inject;

@@ -362,12 +362,12 @@ pub(crate) mod lab {
 
     /// The lab as it is now: `lab up` is idempotent and rewrites the inventory, whose SSH
     /// ports change when a node container restarts.
-    fn lab() -> Lab {
+    pub(crate) fn lab() -> Lab {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
         common::lab_up(&name(), 3, 1, &dir)
     }
 
-    fn output_text(out: &Output) -> String {
+    pub(crate) fn output_text(out: &Output) -> String {
         format!(
             "exit {:?}\nstdout:\n{}\nstderr:\n{}",
             out.status.code(),
@@ -502,7 +502,12 @@ pub(crate) mod lab {
 
     /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
     /// returns the exit code and the JSON recap.
-    fn provision(site: &Site, lab: &Lab, flags: &[&str], extra: &[String]) -> (i32, Value) {
+    pub(crate) fn provision(
+        site: &Site,
+        lab: &Lab,
+        flags: &[&str],
+        extra: &[String],
+    ) -> (i32, Value) {
         let mut cmd = site_command(site, lab);
         cmd.args(["--format", "json"]).args(flags);
         for e in extra {
@@ -514,7 +519,7 @@ pub(crate) mod lab {
         (out.status.code().unwrap_or(-1), recap)
     }
 
-    fn failures(recap: &Value) -> Vec<String> {
+    pub(crate) fn failures(recap: &Value) -> Vec<String> {
         recap["tasks"]
             .as_array()
             .into_iter()
@@ -524,7 +529,7 @@ pub(crate) mod lab {
             .collect()
     }
 
-    fn changed(recap: &Value) -> Vec<String> {
+    pub(crate) fn changed(recap: &Value) -> Vec<String> {
         recap["tasks"]
             .as_array()
             .into_iter()
@@ -535,7 +540,7 @@ pub(crate) mod lab {
     }
 
     /// Converged: a run that succeeds. Returns the recap.
-    fn converge(site: &Site, lab: &Lab, flags: &[&str]) -> Value {
+    pub(crate) fn converge(site: &Site, lab: &Lab, flags: &[&str]) -> Value {
         let (code, recap) = provision(site, lab, flags, &[]);
         assert_eq!(
             code,
@@ -546,7 +551,7 @@ pub(crate) mod lab {
         recap
     }
 
-    fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         let start = Instant::now();
         while !ok() {
             assert!(start.elapsed() < timeout, "timed out waiting for {what}");
@@ -556,7 +561,7 @@ pub(crate) mod lab {
 
     /// A one-binary image on `node`: busybox-static from Debian's mirror (no image can be
     /// pulled), with a page to serve.
-    fn busybox_image(lab: &Lab, node: &str) {
+    pub(crate) fn busybox_image(lab: &Lab, node: &str) {
         lab.ssh_ok(
             node,
             "docker image inspect minipaas-test-busybox >/dev/null 2>&1 || { \

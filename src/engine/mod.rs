@@ -271,7 +271,14 @@ pub async fn run(
         if hosts.is_empty() {
             continue;
         }
-        let hostvars = Arc::new(vars::hostvars(states.values().map(|s| (&s.host, &s.facts))));
+        // Every host of the inventory, as in Ansible: a host outside --limit still has its
+        // addresses and groups (the firewall's cluster set lists every node); facts only from
+        // the hosts of this run.
+        let no_facts = Map::new();
+        let hostvars = Arc::new(vars::hostvars(inventory.hosts.iter().map(|h| {
+            let facts = states.get(&h.name).map_or(&no_facts, |s| &s.facts);
+            (h, facts)
+        })));
         let mut jobs = tokio::task::JoinSet::new();
         let mut job_hosts = std::collections::HashMap::new();
         for name in hosts {
