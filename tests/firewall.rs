@@ -296,3 +296,81 @@ fn lab_firewall_scan_from_outside_finds_only_the_declared_ports() {
     assert_eq!(code, 0, "{:#?}", failures(&again));
     assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
 }
+
+/// The confirmation race: the revert timer fires after the confirmation saw it active and
+/// before it stopped it. What that leaves on node2 is set up by hand: a new ruleset applied
+/// (its listing recorded, as the apply task does), then the old one loaded back by the
+/// revert, with the timer still active. The confirmation must look at the live table, refuse,
+/// and keep the old ruleset as the confirmed one.
+#[test]
+fn lab_firewall_confirmation_checks_the_live_ruleset_not_the_timer() {
+    let (_g, site, lab) = provisioned();
+    let lab = &lab;
+    let d = "/etc/minipaas/firewall";
+    lab.ssh_ok(
+        "node2",
+        &format!(
+            "set -e; cp {d}/confirmed.nft /root/confirmed.orig; cp {d}/wanted.nft /root/wanted.orig
+             sed 's/comment \"ssh\"/comment \"ssh, changed\"/' /root/wanted.orig > {d}/wanted.nft
+             ! cmp -s {d}/wanted.nft {d}/confirmed.nft
+             cp {d}/confirmed.nft {d}/revert.nft
+             nft -f {d}/wanted.nft
+             nft -s list table inet minipaas > {d}/applied.list
+             nft -f {d}/revert.nft
+             systemd-run --quiet --unit minipaas-firewall-revert --on-active=600 /bin/true"
+        ),
+    );
+    let plan = tempfile::tempdir().unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        plan.path().join("confirm.yaml"),
+        format!(
+            "- name: firewall confirmation\n  hosts: node2\n  tasks:\n    - import_tasks: {}\n",
+            root.join("playbooks/tasks/firewall_confirm.yaml").display()
+        ),
+    )
+    .unwrap();
+    let out = common::minipaas()
+        .current_dir(&lab.dir)
+        .args(["provision", "-i"])
+        .arg(&lab.inventory)
+        .arg(plan.path().join("confirm.yaml"))
+        .arg("--templates")
+        .arg(root.join("templates"))
+        .args([
+            "-e",
+            "enable_firewall=true",
+            "-e",
+            "firewall_confirm_timeout=120",
+        ])
+        .output()
+        .unwrap();
+    let confirmed_kept = lab
+        .ssh(
+            "node2",
+            &format!("cmp -s {d}/confirmed.nft /root/confirmed.orig"),
+        )
+        .status
+        .success();
+    // Back to the lab's ruleset, whatever happened.
+    lab.ssh_ok(
+        "node2",
+        &format!(
+            "systemctl stop minipaas-firewall-revert.timer 2>/dev/null; \
+             cp /root/wanted.orig {d}/wanted.nft; cp /root/confirmed.orig {d}/confirmed.nft; \
+             nft -f {d}/confirmed.nft"
+        ),
+    );
+    assert!(!out.status.success(), "confirmed: {}", output_text(&out));
+    assert!(
+        common::text(&out).contains("reverted before it could be confirmed"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        confirmed_kept,
+        "the reverted ruleset was recorded as confirmed"
+    );
+    let again = crate::site::lab::converge(site, lab, &[]);
+    assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
+}

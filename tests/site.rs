@@ -604,20 +604,51 @@ pub(crate) mod lab {
     }
 
     #[test]
-    fn lab_site_fourth_node_joins_and_changes_nothing_on_the_others() {
+    fn lab_site_fourth_node_joins_and_changes_only_the_cluster_set_on_the_others() {
         let (_g, site, _) = provisioned();
         let _cleanup = WithoutNode4;
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
         let lab4 = common::lab_up(&name(), 4, 1, &dir);
         assert_eq!(lab4.node("node4").group, "workers");
+        let node2 = lab4.node("node2").container.clone();
+        let wanted = "/etc/minipaas/firewall/wanted.nft";
+        let read_wanted = || common::docker(&["exec", &node2, "cat", wanted]).stdout;
+        let before = String::from_utf8(read_wanted()).unwrap();
         let recap = converge(site, &lab4, &[]);
         let others: Vec<String> = changed(&recap)
             .into_iter()
             .filter(|c| !c.starts_with("\"node4\""))
             .collect();
-        // Nothing in site.yaml depends on the node list (the firewall opens the swarm ports to
-        // every peer), so the other nodes see no change at all.
-        assert!(others.is_empty(), "changed on the other nodes: {others:#?}");
+        // On the other nodes only the firewall changes (its set of the cluster's addresses):
+        // written, applied, confirmed.
+        let firewall = [
+            "wanted firewall ruleset",
+            "apply the firewall with an automatic revert armed",
+            "confirm the firewall over a fresh connection",
+        ];
+        assert!(
+            others
+                .iter()
+                .all(|c| firewall.iter().any(|f| c.ends_with(&format!("\"{f}\"")))),
+            "changed on the other nodes: {others:#?}"
+        );
+        assert_eq!(others.len(), 3 * firewall.len(), "{others:#?}");
+        // ... and in the ruleset, exactly the set's elements: node4's address added.
+        let after = String::from_utf8(read_wanted()).unwrap();
+        let node4_addr = lab4.node("node4").private_address.clone();
+        let diff: Vec<(&str, &str)> = before
+            .lines()
+            .zip(after.lines())
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert_eq!(before.lines().count(), after.lines().count());
+        assert_eq!(diff.len(), 1, "{diff:#?}");
+        assert!(
+            diff[0].1.contains("elements = {") && diff[0].1.contains(&node4_addr),
+            "{diff:#?}"
+        );
+        let set = |lab: &Lab| lab.ssh_ok("node2", "nft list set inet minipaas cluster_v4");
+        assert!(set(&lab4).contains(&node4_addr), "{}", set(&lab4));
         assert!(
             changed(&recap).iter().any(|c| c.contains("join")),
             "{:#?}",
@@ -628,6 +659,13 @@ pub(crate) mod lab {
         });
         let again = converge(site, &lab4, &[]);
         assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
+
+        // node4 leaves the inventory: the next run takes it out of every node's set.
+        drop(_cleanup);
+        let lab3 = lab();
+        assert_eq!(lab3.nodes.len(), 3);
+        converge(site, &lab3, &[]);
+        assert!(!set(&lab3).contains(&node4_addr), "{}", set(&lab3));
     }
 
     #[test]
