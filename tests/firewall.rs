@@ -263,8 +263,20 @@ fn lab_firewall_scan_from_outside_finds_only_the_declared_ports() {
         "a node's datagrams dropped"
     );
 
-    // The swarm still works across the firewall: the app answers through Caddy, and a visit is
-    // recorded in PostgreSQL over the overlay network.
+    // The swarm still works across the firewall: Caddy (node1) reaches the web tasks on the
+    // workers and they reach PostgreSQL (node1) over the overlay: a visit through Caddy is
+    // recorded.
+    let placed = lab.ssh_ok(
+        "node1",
+        "docker service ps minipaas_web minipaas_postgres --filter desired-state=running --format '{{.Name}} {{.Node}}'",
+    );
+    assert!(
+        placed.contains("minipaas_postgres.1 node1")
+            && placed
+                .lines()
+                .any(|l| l.starts_with("minipaas_web.") && !l.ends_with(" node1")),
+        "want PostgreSQL on node1 and a web task on a worker:\n{placed}"
+    );
     let visits = || {
         get(lab, "/visits")
             .and_then(|v| v.parse::<u64>().ok())
