@@ -1,7 +1,9 @@
-//! The command line: clap definitions only. Each command's arguments live beside the command in
-//! `commands/`, so this file only names them.
+//! The command line: clap definitions and the dispatch to `commands`. Each command's arguments
+//! live beside the command in `commands/`, so this file only names them.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::commands::{self, Error};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,4 +50,26 @@ pub enum Command {
     Completions(crate::commands::docs::CompletionsArgs),
     /// Print the man page, minipaas(1), in roff (`minipaas man | man -l -`).
     Man,
+}
+
+/// Runs one command; `Ok(code)` is the exit code when the command itself ran to its end.
+pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Init(args) => commands::init::run(args),
+        Command::Provision(args) => commands::provision::run(args).await,
+        Command::Lab(cmd) => commands::lab::run(cmd).await,
+        Command::Certs(cmd) => commands::certs::run(cmd),
+        Command::Sql(args) => commands::sql::run(args).await,
+        Command::Deploy(cmd) => commands::deploy::run(cmd).await,
+        Command::Secret(cmd) => {
+            commands::deploy::run_objects(crate::deploy::ops::ObjectKind::Secret, cmd).await
+        }
+        Command::Config(cmd) => {
+            commands::deploy::run_objects(crate::deploy::ops::ObjectKind::Config, cmd).await
+        }
+        Command::Shell(args) => commands::shell::run(args),
+        Command::Code(cmd) => commands::code::run(cmd),
+        Command::Completions(args) => Ok(commands::docs::run_completions(args, Cli::command())?),
+        Command::Man => Ok(commands::docs::run_man(Cli::command())?),
+    }
 }

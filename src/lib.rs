@@ -3,9 +3,10 @@
 //! Docker API's certificates and runs throwaway lab clusters.
 //!
 //! The binary is a thin shell over this library: `main` calls [`run`], which parses the command
-//! line and hands it to [`commands`]. Dependencies point one way:
-//! cli -> commands -> engine -> modules -> transport; inventory, plan, template, source and diff are leaves;
-//! progress only consumes engine events.
+//! line and hands it to `cli::dispatch`, which calls [`commands`]. Dependencies point one way:
+//! cli -> commands -> deploy|sql|lab|certs|progress -> engine -> plan -> modules -> transport,
+//! then the leaves (inventory, role, template, source, error); tests/architecture.rs checks
+//! it, and that no module depends on itself through others.
 
 pub mod certs;
 pub mod cli;
@@ -26,7 +27,7 @@ pub mod sql;
 pub mod template;
 pub mod transport;
 
-pub use error::Error;
+pub use commands::Error;
 
 use clap::Parser;
 
@@ -44,7 +45,7 @@ pub fn run() -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    match runtime.block_on(cli::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error::chain(&e));

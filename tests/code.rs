@@ -275,3 +275,55 @@ fn code_errors_name_the_file_or_service() {
         "{err}"
     );
 }
+
+/// Exit codes: 2 is input the user can fix before anything ran; a manager that cannot be
+/// reached is a failure while acting (1), as a host failure is in `provision`.
+#[test]
+fn deploy_status_exits_1_when_the_manager_cannot_be_reached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
+    // Port 1 of loopback: nothing listens, the connection is refused at once.
+    fs::write(
+        dir.join("inventory.yaml"),
+        "all: {}\ngroups:\n  managers:\n    hosts:\n      manager1: {address: 127.0.0.1, port: 1}\n",
+    )
+    .unwrap();
+    run_ok(
+        minipaas()
+            .args([
+                "code",
+                "init",
+                "-c",
+                "compose.yaml",
+                "--inventory",
+                "inventory.yaml",
+            ])
+            .arg("--env")
+            .arg(dir),
+    );
+    let out = minipaas()
+        .args(["deploy", "status", "--env"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("host `manager1`: cannot connect to `127.0.0.1:1`")
+            && !stderr.contains("host `manager1`: host"),
+        "{stderr}"
+    );
+    // Bad input still exits 2: an inventory that is not there.
+    let out = minipaas()
+        .args(["deploy", "status", "-i", "nope.yaml", "--env"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

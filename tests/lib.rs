@@ -3,6 +3,7 @@
 //! those starting with `sql_` need PostgreSQL (see `pg`). `lab_images_*` build and run images
 //! on the local engine without lab nodes.
 
+mod architecture;
 mod certs;
 mod code;
 mod common;

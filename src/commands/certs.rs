@@ -116,7 +116,7 @@ pub struct CheckArgs {
 }
 
 /// Runs one `certs` subcommand; the exit code is 1 when `check` found a problem.
-pub fn run(cmd: CertsCommand) -> Result<i32, crate::Error> {
+pub fn run(cmd: CertsCommand) -> Result<i32, crate::commands::Error> {
     match cmd {
         CertsCommand::Ca(a) => {
             let validity = Validity::days(a.days);
@@ -171,7 +171,7 @@ fn issue(
     role: &Role,
     key_type: KeyType,
     days: u32,
-) -> Result<i32, crate::Error> {
+) -> Result<i32, crate::commands::Error> {
     let ca = certs::Ca::load(ca_dir)?;
     let issued = ca.issue(role, key_type, Validity::days(days))?;
     let written = issued.write(out)?;

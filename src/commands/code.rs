@@ -126,7 +126,7 @@ fn report(dir: &std::path::Path, written: &[Written]) {
 }
 
 /// Runs one `code` subcommand.
-pub fn run(cmd: CodeCommand) -> Result<i32, crate::Error> {
+pub fn run(cmd: CodeCommand) -> Result<i32, crate::commands::Error> {
     let (dir, written) = match cmd {
         CodeCommand::Init(a) => {
             let opts = InitOptions {

@@ -185,7 +185,7 @@ pub enum DeployCommandError {
 impl DeployCommandError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            DeployCommandError::Ops(OpsError::Local { .. } | OpsError::NoCaddy { .. }) => 1,
+            DeployCommandError::Ops(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -256,7 +256,7 @@ pub(crate) fn code(recap: &Recap) -> i32 {
     }
 }
 
-pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::Error> {
+pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::commands::Error> {
     Ok(match cmd {
         DeployCommand::Build(a) => build(&a).await?,
         DeployCommand::Rollout {
@@ -408,7 +408,7 @@ async fn smoke(a: &EnvArgs, timeout: u64) -> Result<i32> {
 pub async fn run_objects(
     kind: ObjectKind,
     cmd: ObjectCommand,
-) -> std::result::Result<i32, crate::Error> {
+) -> std::result::Result<i32, crate::commands::Error> {
     Ok(match cmd {
         ObjectCommand::Create {
             name,

@@ -101,7 +101,7 @@ pub fn init(dir: &Path, playbooks: bool) -> Result<Written, InitError> {
     Ok(written)
 }
 
-pub fn run(args: InitArgs) -> Result<i32, crate::Error> {
+pub fn run(args: InitArgs) -> Result<i32, crate::commands::Error> {
     let written = init(&args.dir, args.playbooks)?;
     let shown = |rel: &Path| args.dir.join(rel).display().to_string();
     for rel in &written.created {

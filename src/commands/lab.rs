@@ -60,7 +60,7 @@ pub enum LabCommand {
     },
 }
 
-pub async fn run(cmd: LabCommand) -> Result<i32, crate::Error> {
+pub async fn run(cmd: LabCommand) -> Result<i32, crate::commands::Error> {
     match cmd {
         LabCommand::Up {
             nodes,

@@ -91,7 +91,7 @@ pub fn parse_extra_vars(args: &[String]) -> Result<Map<String, Value>, Provision
 /// Exit 0 when every host converged, 1 when one failed or was unreachable, 3 when
 /// `--fail-on-change` and something changed; errors found before connecting are returned
 /// (exit 2).
-pub async fn run(args: ProvisionArgs) -> Result<i32, crate::Error> {
+pub async fn run(args: ProvisionArgs) -> Result<i32, crate::commands::Error> {
     let extra_vars = parse_extra_vars(&args.extra_vars)?;
     let inventory = Inventory::load(&args.inventory).map_err(ProvisionError::from)?;
     let sources = Sources::resolve(&args.plans, args.templates.as_deref(), &args.inventory);

@@ -158,7 +158,7 @@ fn ssh_config(
     Ok(text)
 }
 
-pub fn run(args: ShellArgs) -> Result<i32, crate::Error> {
+pub fn run(args: ShellArgs) -> Result<i32, crate::commands::Error> {
     let env = Env::load(&args.env).map_err(ShellError::from)?;
     let vars = docker_env(&env, args.inventory.clone())?;
     let (program, rest) = match args.command.split_first() {

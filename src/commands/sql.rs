@@ -126,7 +126,7 @@ impl SqlCommandError {
     }
 }
 
-pub async fn run(args: SqlArgs) -> Result<i32, crate::Error> {
+pub async fn run(args: SqlArgs) -> Result<i32, crate::commands::Error> {
     Ok(run_inner(args).await?)
 }
 

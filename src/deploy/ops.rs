@@ -96,7 +96,8 @@ pub enum OpsError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("host `{host}`: {source}")]
+    // Every transport error names its host already.
+    #[error("{source}")]
     Transport {
         host: String,
         #[source]
@@ -108,6 +109,28 @@ pub enum OpsError {
         command: String,
         stderr: String,
     },
+}
+
+impl OpsError {
+    /// 2 for input the user can fix before anything ran (the inventory, the plan, a stack or
+    /// file that is not there), 1 when the cluster or this machine failed while acting (a
+    /// manager that cannot be reached, a command that failed on it or here).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OpsError::NoManager { .. }
+            | OpsError::Inventory(_)
+            | OpsError::Plan(_)
+            | OpsError::Engine(_)
+            | OpsError::Io { .. }
+            | OpsError::NoStack { .. } => 2,
+            OpsError::Local { .. }
+            | OpsError::Spawn { .. }
+            | OpsError::NoCaddy { .. }
+            | OpsError::StatusOutput { .. }
+            | OpsError::Transport { .. }
+            | OpsError::Remote { .. } => 1,
+        }
+    }
 }
 
 /// The cluster an env deploys to, as its inventory describes it.
