@@ -62,10 +62,10 @@ pub async fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Sql(args) => commands::sql::run(args).await,
         Command::Deploy(cmd) => commands::deploy::run(cmd).await,
         Command::Secret(cmd) => {
-            commands::deploy::run_objects(crate::deploy::ops::ObjectKind::Secret, cmd).await
+            commands::deploy::run_objects(crate::deploy::objects::ObjectKind::Secret, cmd).await
         }
         Command::Config(cmd) => {
-            commands::deploy::run_objects(crate::deploy::ops::ObjectKind::Config, cmd).await
+            commands::deploy::run_objects(crate::deploy::objects::ObjectKind::Config, cmd).await
         }
         Command::Shell(args) => commands::shell::run(args),
         Command::Code(cmd) => commands::code::run(cmd),

@@ -12,8 +12,12 @@ use clap::{Args, Subcommand};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::release::{self, CanaryAction, OnFailure};
+use crate::deploy::cluster::{Cluster, OpsError};
 use crate::deploy::env::{versioned_name, Env};
-use crate::deploy::ops::{self, Cluster, ObjectKind, OpsError, StackFile};
+use crate::deploy::images::{self, BuildSpec, ImageArchive};
+use crate::deploy::objects::{self, ObjectKind};
+use crate::deploy::routing;
+use crate::deploy::stack::StackFile;
 use crate::deploy::DeployError;
 use crate::engine::{Event, Mode, Recap};
 use crate::progress::{self, Format, Progress};
@@ -301,7 +305,7 @@ pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::commands
 
 async fn build(a: &EnvArgs) -> Result<i32> {
     let t = open(a)?;
-    let mut images: Vec<ops::ImageArchive> = Vec::new();
+    let mut images: Vec<ImageArchive> = Vec::new();
     let cache = t.env.dir.join(".minipaas").join("images");
     for b in t.env.builds()? {
         // Services sharing an image (one `build:`, several commands) build it once.
@@ -309,14 +313,14 @@ async fn build(a: &EnvArgs) -> Result<i32> {
             continue;
         }
         eprintln!("building `{}` for service `{}`", b.image, b.service);
-        let spec = ops::BuildSpec {
+        let spec = BuildSpec {
             service: b.service.clone(),
             image: b.image.clone(),
             context: b.context.clone(),
             dockerfile: b.dockerfile.clone(),
             args: b.args.clone().into_iter().collect(),
         };
-        images.push(ops::build_image(&spec, &cache).await?);
+        images.push(images::build_image(&spec, &cache).await?);
     }
     // The runtime's images go along when this machine has them: clusters without a registry
     // cannot pull them. Elsewhere nodes pull them as usual.
@@ -326,7 +330,7 @@ async fn build(a: &EnvArgs) -> Result<i32> {
         (rt.postgres, &rt.postgres_image),
     ] {
         if on {
-            if let Some(a) = ops::save_image(image, &cache).await? {
+            if let Some(a) = images::save_image(image, &cache).await? {
                 images.push(a);
             }
         }
@@ -335,7 +339,7 @@ async fn build(a: &EnvArgs) -> Result<i32> {
         eprintln!("no service has `build:` and no runtime image is here; nothing to do");
         return Ok(0);
     }
-    let recap = drive(&t, |tx| ops::ship_images(&t.cluster, &images, tx)).await?;
+    let recap = drive(&t, |tx| images::ship_images(&t.cluster, &images, tx)).await?;
     Ok(code(&recap))
 }
 
@@ -366,7 +370,7 @@ async fn routing(a: &EnvArgs) -> Result<i32> {
     let routes =
         std::fs::read_to_string(&path).map_err(|source| DeployError::Read { path, source })?;
     let stack = t.env.stack_name().to_string();
-    let recap = drive(&t, |tx| ops::routing(&t.cluster, &stack, &routes, tx)).await?;
+    let recap = drive(&t, |tx| routing::routing(&t.cluster, &stack, &routes, tx)).await?;
     Ok(code(&recap))
 }
 
@@ -392,7 +396,7 @@ async fn smoke(a: &EnvArgs, timeout: u64) -> Result<i32> {
     let stack = t.env.stack_name().to_string();
     let port = t.env.settings.runtime.http_port;
     let recap = drive(&t, |tx| {
-        ops::smoke(
+        routing::smoke(
             &t.cluster,
             &stack,
             port,
@@ -453,7 +457,7 @@ async fn create(
     let name = versioned_name(base, value.as_bytes());
     let stack = t.env.stack_name().to_string();
     let recap = drive(&t, |tx| {
-        ops::create_object(&t.cluster, kind, &stack, base, &name, &value, tx)
+        objects::create_object(&t.cluster, kind, &stack, base, &name, &value, tx)
     })
     .await?;
     if !recap.success() {
@@ -495,7 +499,7 @@ async fn prune_with(t: &Target, kind: ObjectKind, base: Option<&str>) -> Result<
     let keep: Vec<String> = t.env.object_refs(kind)?.into_iter().collect();
     let stack = t.env.stack_name().to_string();
     let recap = drive(t, |tx| {
-        ops::prune_objects(&t.cluster, kind, &stack, base, &keep, tx)
+        objects::prune_objects(&t.cluster, kind, &stack, base, &keep, tx)
     })
     .await?;
     Ok(code(&recap))

@@ -10,7 +10,8 @@ use clap::Subcommand;
 use super::deploy::{code, finish, open, run_op, stack_files, DeployCommandError, EnvArgs, Target};
 use crate::deploy::canary;
 use crate::deploy::history::{self, Action, Outcome, Record};
-use crate::deploy::ops::{self, Converge, Rollout, StackFile};
+use crate::deploy::rollout::{self, Converge, Rollout};
+use crate::deploy::stack::{self, StackFile};
 use crate::engine::{Mode, Recap, Status};
 use crate::progress::Format;
 
@@ -57,14 +58,13 @@ struct Step<'a> {
 
 /// True when the recap's `docker stack deploy` ran (or failed): a deploy happened.
 fn deployed(recap: &Recap) -> bool {
-    recap
-        .tasks
-        .iter()
-        .any(|t| t.task == ops::DEPLOY_TASK && matches!(t.status, Status::Changed | Status::Failed))
+    recap.tasks.iter().any(|t| {
+        t.task == rollout::DEPLOY_TASK && matches!(t.status, Status::Changed | Status::Failed)
+    })
 }
 
 async fn history_of(t: &Target, stack: &str) -> Result<Vec<Record>> {
-    Ok(ops::history(&t.cluster, stack).await?)
+    Ok(history::read(&t.cluster, stack).await?)
 }
 
 /// Deploys the step's files and waits for them; records the step when a deploy happened (not
@@ -84,7 +84,7 @@ async fn deploy_and_record(
         timeout,
         converge: step.converge,
     };
-    let mut recap = run_op(t, |tx| ops::rollout(&t.cluster, &rollout, tx)).await?;
+    let mut recap = run_op(t, |tx| rollout::rollout(&t.cluster, &rollout, tx)).await?;
     if t.cluster.mode == Mode::Check || !deployed(&recap) {
         return Ok((recap, false));
     }
@@ -93,11 +93,11 @@ async fn deploy_and_record(
         step.action,
         step.version,
         Outcome::of(ok),
-        &ops::stack_digest(step.version, step.files),
+        &stack::stack_digest(step.version, step.files),
     )
     .with_files(step.files)
     .with_detail(step.detail.clone());
-    recap.absorb(run_op(t, |tx| ops::record(&t.cluster, stack, &record, tx)).await?);
+    recap.absorb(run_op(t, |tx| history::record(&t.cluster, stack, &record, tx)).await?);
     Ok((recap, !ok))
 }
 
@@ -211,7 +211,7 @@ async fn rollout_as(
 pub async fn show_history(a: &EnvArgs) -> Result<i32> {
     let t = open(a)?;
     let stack = t.env.stack_name().to_string();
-    let records = ops::history(&t.cluster, &stack).await?;
+    let records = history::read(&t.cluster, &stack).await?;
     match t.format {
         Format::Json => {
             // The files stay on the cluster; the listing says what happened.
@@ -354,7 +354,7 @@ pub async fn canary(a: &EnvArgs, service: &str, replicas: u32, timeout: u64) -> 
         stack: stack.clone(),
     })?;
     let new_files = stack_files(&t.env)?;
-    let merged = ops::merged_config(&t.cluster, &new_files, t.env.version()).await?;
+    let merged = stack::merged_config(&t.cluster, &new_files, t.env.version()).await?;
     let content = canary::file(&merged, &stack, service, replicas)?;
     let mut files = stable.stack_files();
     files.push(StackFile {

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use clap::Args;
 
+use crate::deploy::cluster::{Cluster, OpsError};
 use crate::deploy::env::Env;
-use crate::deploy::ops::{Cluster, OpsError};
 use crate::deploy::DeployError;
 use crate::engine::Mode;
 

@@ -102,7 +102,7 @@ pub enum SqlCommandError {
     #[error(transparent)]
     Env(#[from] crate::deploy::DeployError),
     #[error(transparent)]
-    Cluster(#[from] crate::deploy::ops::OpsError),
+    Cluster(#[from] crate::deploy::cluster::OpsError),
     #[error("cannot reach `{host}` for service `{service}`")]
     Connect {
         host: String,
@@ -131,7 +131,7 @@ pub async fn run(args: SqlArgs) -> Result<i32, crate::commands::Error> {
 }
 
 async fn connect(
-    cluster: &crate::deploy::ops::Cluster,
+    cluster: &crate::deploy::cluster::Cluster,
     name: &str,
     service: &str,
 ) -> Result<Transport, SqlCommandError> {
@@ -165,7 +165,7 @@ async fn psql(args: &SqlArgs) -> Result<Psql, SqlCommandError> {
     let dir = args.env.as_ref().ok_or(SqlCommandError::NoTarget)?;
     let env = crate::deploy::env::Env::load(dir)?;
     let cluster =
-        crate::deploy::ops::Cluster::load(&env.inventory_path(), crate::engine::Mode::Apply)?;
+        crate::deploy::cluster::Cluster::load(&env.inventory_path(), crate::engine::Mode::Apply)?;
     let service = format!("{}_postgres", env.stack_name());
     // The manager knows where the task runs; a node of that name in the inventory is where
     // psql runs (swarm node names are host names, which inventories usually repeat).

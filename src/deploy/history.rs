@@ -4,8 +4,14 @@
 //! files it deployed, which is what `deploy rollback` and `canary abort` deploy again.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::ops::StackFile;
+use super::cluster::{Cluster, OpsError};
+use super::plans::HISTORY;
+use super::stack::StackFile;
+use crate::engine::{Event, Recap};
+use crate::template::shell_quote;
 
 /// Records kept per stack; older ones are removed when a new one is written.
 pub const KEEP: usize = 50;
@@ -227,6 +233,35 @@ fn operator() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".into());
     format!("{user}@{host}")
+}
+
+/// Every history record of `stack`, oldest first.
+pub async fn read(c: &Cluster, stack: &str) -> Result<Vec<Record>, OpsError> {
+    let text = c.read_on_manager(&list_command(stack)).await?;
+    Ok(parse(&text).into_iter().map(|(_, r)| r).collect())
+}
+
+/// Writes `record` into the stack's history on the cluster and drops the oldest records
+/// beyond [`KEEP`].
+pub async fn record(
+    c: &Cluster,
+    stack: &str,
+    record: &Record,
+    events: UnboundedSender<Event>,
+) -> Result<Recap, OpsError> {
+    let label = shell_quote(&format!("{}={stack}", LABEL));
+    let command = format!(
+        "docker config create --label {label} {name} - >/dev/null && \
+         docker config ls --filter label={label} --format '{{{{.Name}}}}' | sort | head -n -{keep} \
+         | xargs -r docker config rm >/dev/null",
+        name = shell_quote(&record.config_name(stack)),
+        keep = KEEP,
+    );
+    let mut vars = Map::new();
+    vars.insert("record_command".into(), json!(command));
+    vars.insert("record".into(), json!(record.to_line()));
+    c.run("history.yaml", HISTORY, &c.on_manager(), vars, events)
+        .await
 }
 
 #[cfg(test)]

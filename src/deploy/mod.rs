@@ -23,13 +23,21 @@
 
 pub mod caddy;
 pub mod canary;
+pub mod cluster;
 pub mod compose;
 pub mod env;
 pub mod history;
+pub mod images;
 pub mod lifecycle;
-pub mod ops;
+pub mod logs;
+pub mod objects;
+mod plans;
+pub mod rollout;
+pub mod routing;
 pub mod runtime;
 pub mod settings;
+pub mod stack;
+pub mod status;
 
 use std::path::PathBuf;
 

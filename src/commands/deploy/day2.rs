@@ -11,8 +11,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{code, drive, open, DeployCommandError, EnvArgs, Result, Target};
-use crate::deploy::lifecycle::{self, Health, LogOptions, ServiceKind, StackStatus};
-use crate::deploy::ops::{Cluster, OpsError};
+use crate::deploy::cluster::{Cluster, OpsError};
+use crate::deploy::lifecycle;
+use crate::deploy::logs::{self, LogOptions};
+use crate::deploy::status::{self, Health, ServiceKind, ServiceStatus, StackStatus};
 use crate::deploy::Env;
 use crate::engine::Mode;
 use crate::progress::Format;
@@ -171,7 +173,7 @@ fn unknown(stack: &str, c: &Cluster, service: &str, known: &[String]) -> DeployC
 /// The stack's status; `built` services are versioned by their image tag.
 async fn stack_status(env: &Env, c: &Cluster) -> Result<StackStatus> {
     let built: BTreeSet<String> = env.builds()?.into_iter().map(|b| b.service).collect();
-    Ok(lifecycle::status(c, env.stack_name(), &built).await?)
+    Ok(status::status(c, env.stack_name(), &built).await?)
 }
 
 pub(super) async fn status(a: &StatusArgs) -> Result<i32> {
@@ -254,7 +256,7 @@ fn status_table(st: &StackStatus) -> String {
 pub(super) async fn logs(a: &LogsArgs) -> Result<i32> {
     let (env, cluster) = read_target(&a.env)?;
     let stack = env.stack_name().to_string();
-    let known = lifecycle::stack_services(&cluster, &stack).await?;
+    let known = status::stack_services(&cluster, &stack).await?;
     if !known.contains(&a.service) {
         return Err(unknown(&stack, &cluster, &a.service, &known));
     }
@@ -272,7 +274,7 @@ pub(super) async fn logs(a: &LogsArgs) -> Result<i32> {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let name = format!("{stack}_{}", a.service);
-    match lifecycle::logs(&cluster, &name, &opts, &mut out, &mut err, stop).await {
+    match logs::logs(&cluster, &name, &opts, &mut out, &mut err, stop).await {
         Ok(Some(0)) => Ok(0),
         Ok(_) => Ok(1),
         // Our reader went away (`| head`): as good an end as any.
@@ -318,11 +320,7 @@ pub(super) async fn restart(a: &RestartArgs) -> Result<i32> {
     Ok(code(&recap))
 }
 
-fn find<'a>(
-    st: &'a StackStatus,
-    c: &Cluster,
-    service: &str,
-) -> Result<&'a lifecycle::ServiceStatus> {
+fn find<'a>(st: &'a StackStatus, c: &Cluster, service: &str) -> Result<&'a ServiceStatus> {
     st.services
         .iter()
         .find(|s| s.service == service)
@@ -403,7 +401,7 @@ pub(super) async fn remove(a: &RemoveArgs) -> Result<i32> {
     let t = open(&a.env)?;
     let stack = t.env.stack_name().to_string();
     // Removing what is gone already is fine: names are checked against the swarm and the env.
-    let on_swarm = match lifecycle::stack_services(&t.cluster, &stack).await {
+    let on_swarm = match status::stack_services(&t.cluster, &stack).await {
         Ok(names) => names,
         Err(OpsError::NoStack { .. }) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -435,7 +433,6 @@ pub(super) async fn remove(a: &RemoveArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::lifecycle::ServiceStatus;
 
     #[test]
     fn scale_arguments() {
