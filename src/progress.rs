@@ -35,6 +35,10 @@ impl Progress {
         let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         while let Some(ev) = rx.recv().await {
+            if let Event::Notice(text) = &ev {
+                self.print(&multi, tty, text);
+                continue;
+            }
             if self.format == Format::Json {
                 continue;
             }

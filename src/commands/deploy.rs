@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::release::{self, CanaryAction, OnFailure};
+use super::release::{self, CanaryAction};
 use crate::deploy::cluster::{Cluster, OpsError};
 use crate::deploy::env::{versioned_name, Env};
 use crate::deploy::images::{self, BuildSpec, ImageArchive};
 use crate::deploy::objects::{self, ObjectKind};
+use crate::deploy::release::{CanaryError, OnFailure, ReleaseError};
 use crate::deploy::routing;
 use crate::deploy::stack::StackFile;
 use crate::deploy::DeployError;
@@ -157,18 +158,10 @@ pub enum DeployCommandError {
         "the value of `{name}` is not UTF-8 text; Docker objects created by minipaas are text"
     )]
     NotText { name: String },
-    #[error("the history of stack `{stack}` holds no successful deploy: run `minipaas deploy rollout` first")]
-    NoHistory { stack: String },
-    #[error("the history of stack `{stack}` holds no successful deploy of version `{version}` (it has: {known})")]
-    NoSuchVersion {
-        stack: String,
-        version: String,
-        known: String,
-    },
-    #[error("stack `{stack}` runs version {version}, and its history holds nothing earlier to go back to")]
-    NothingBefore { stack: String, version: String },
-    #[error("stack `{stack}` runs no canary: start one with `minipaas deploy canary SERVICE`")]
-    NoCanary { stack: String },
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Canary(#[from] CanaryError),
     #[error("stack `{stack}` on host `{host}` has no service `{service}` (services: {known})")]
     UnknownService {
         stack: String,
@@ -189,7 +182,9 @@ pub enum DeployCommandError {
 impl DeployCommandError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            DeployCommandError::Ops(e) => e.exit_code(),
+            DeployCommandError::Ops(e) | DeployCommandError::Canary(CanaryError::Ops(e)) => {
+                e.exit_code()
+            }
             _ => 2,
         }
     }
@@ -230,10 +225,11 @@ where
 
 /// Runs one engine-backed operation with progress and returns its recap, unprinted: commands
 /// that run several plans print one recap at the end ([`finish`]).
-pub(crate) async fn run_op<F, Fut>(t: &Target, op: F) -> Result<Recap>
+pub(crate) async fn run_op<F, Fut, E>(t: &Target, op: F) -> Result<Recap>
 where
     F: FnOnce(UnboundedSender<Event>) -> Fut,
-    Fut: Future<Output = std::result::Result<Recap, OpsError>>,
+    Fut: Future<Output = std::result::Result<Recap, E>>,
+    DeployCommandError: From<E>,
 {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let progress = Progress::new(t.format, t.verbose);

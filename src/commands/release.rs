@@ -1,18 +1,15 @@
 //! Releases over time: `deploy rollout` (with its automatic rollback), `deploy history`,
-//! `deploy rollback` and `deploy canary [promote|abort]`. Every step that deploys is written to
-//! the stack's history on the cluster (deploy::history) with the files it deployed, so going
-//! back means deploying those files again.
+//! `deploy rollback` and `deploy canary [promote|abort]`: arguments to deploy::release, which
+//! deploys and records each step, and its outcome rendered.
 
 use std::time::Duration;
 
 use clap::Subcommand;
 
 use super::deploy::{code, finish, open, run_op, stack_files, DeployCommandError, EnvArgs, Target};
-use crate::deploy::canary;
 use crate::deploy::history::{self, Action, Outcome, Record};
-use crate::deploy::rollout::{self, Converge, Rollout};
-use crate::deploy::stack::{self, StackFile};
-use crate::engine::{Mode, Recap, Status};
+use crate::deploy::release::{self, OnFailure, Releases, Step};
+use crate::deploy::rollout::Converge;
 use crate::progress::Format;
 
 type Result<T> = std::result::Result<T, DeployCommandError>;
@@ -35,138 +32,23 @@ pub enum CanaryAction {
     },
 }
 
-/// What happens when a deploy fails to converge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFailure {
-    /// Deploy again what ran before (from the history).
-    RollBack,
-    /// Leave the stack as the failed deploy left it (`--no-rollback`).
-    Leave,
-}
-
-/// One deploy step to record.
-struct Step<'a> {
-    action: Action,
-    /// The `MINIPAAS_DEPLOY_VERSION` the files were deployed with.
-    version: &'a str,
-    files: &'a [StackFile],
-    detail: String,
-    /// Swarm jobs among the services (checked against the Docker version).
-    jobs: &'a [String],
-    converge: Converge,
-}
-
-/// True when the recap's `docker stack deploy` ran (or failed): a deploy happened.
-fn deployed(recap: &Recap) -> bool {
-    recap.tasks.iter().any(|t| {
-        t.task == rollout::DEPLOY_TASK && matches!(t.status, Status::Changed | Status::Failed)
-    })
-}
-
 async fn history_of(t: &Target, stack: &str) -> Result<Vec<Record>> {
     Ok(history::read(&t.cluster, stack).await?)
 }
 
-/// Deploys the step's files and waits for them; records the step when a deploy happened (not
-/// in check mode, not when the files were already deployed). Returns the recap and whether a
-/// deploy happened and failed to converge.
-async fn deploy_and_record(
-    t: &Target,
-    stack: &str,
-    step: &Step<'_>,
-    timeout: Duration,
-) -> Result<(Recap, bool)> {
-    let rollout = Rollout {
+/// The releases of the env's stack, reporting to `events`.
+fn releases<'a>(
+    t: &'a Target,
+    stack: &'a str,
+    timeout: u64,
+    events: tokio::sync::mpsc::UnboundedSender<crate::engine::Event>,
+) -> Releases<'a> {
+    Releases {
+        cluster: &t.cluster,
         stack,
-        files: step.files,
-        jobs: step.jobs,
-        version: step.version,
-        timeout,
-        converge: step.converge,
-    };
-    let mut recap = run_op(t, |tx| rollout::rollout(&t.cluster, &rollout, tx)).await?;
-    if t.cluster.mode == Mode::Check || !deployed(&recap) {
-        return Ok((recap, false));
+        timeout: Duration::from_secs(timeout),
+        events,
     }
-    let ok = recap.success();
-    let record = Record::new(
-        step.action,
-        step.version,
-        Outcome::of(ok),
-        &stack::stack_digest(step.version, step.files),
-    )
-    .with_files(step.files)
-    .with_detail(step.detail.clone());
-    recap.absorb(run_op(t, |tx| history::record(&t.cluster, stack, &record, tx)).await?);
-    Ok((recap, !ok))
-}
-
-/// [`deploy_and_record`], and when the deploy failed (and `on_failure` says so) deploys again
-/// what ran before. Returns the combined recap.
-async fn deploy_step(
-    t: &Target,
-    stack: &str,
-    step: Step<'_>,
-    timeout: Duration,
-    on_failure: OnFailure,
-    before: &[Record],
-) -> Result<Recap> {
-    let (mut recap, failed) = deploy_and_record(t, stack, &step, timeout).await?;
-    if !failed {
-        return Ok(recap);
-    }
-    if on_failure == OnFailure::Leave {
-        eprintln!(
-            "the {} failed; the stack is left as it is (--no-rollback)",
-            step.action.as_str()
-        );
-        return Ok(recap);
-    }
-    let Some(target) = history::current(before) else {
-        eprintln!(
-            "the {} failed, and the history of `{stack}` holds no earlier successful deploy \
-             to go back to",
-            step.action.as_str()
-        );
-        return Ok(recap);
-    };
-    eprintln!(
-        "the {} failed; rolling back to version {} (the {} of {} by {})",
-        step.action.as_str(),
-        target.version,
-        target.action.as_str(),
-        target.time,
-        target.by
-    );
-    let detail = format!(
-        "automatic, after the failed {} of version {}",
-        step.action.as_str(),
-        step.version
-    );
-    let back = restore(t, stack, target, Action::Rollback, detail, timeout).await?;
-    recap.absorb(back);
-    Ok(recap)
-}
-
-/// Deploys a recorded step's files again and records that as `action`.
-async fn restore(
-    t: &Target,
-    stack: &str,
-    target: &Record,
-    action: Action,
-    detail: String,
-    timeout: Duration,
-) -> Result<Recap> {
-    let files = target.stack_files();
-    let step = Step {
-        action,
-        version: &target.version,
-        files: &files,
-        detail,
-        jobs: &[],
-        converge: Converge::Restore,
-    };
-    Ok(deploy_and_record(t, stack, &step, timeout).await?.0)
 }
 
 /// `deploy rollout`: the env's files, recorded; a failure rolls back unless told not to.
@@ -194,14 +76,11 @@ async fn rollout_as(
         jobs: &jobs,
         converge: Converge::Update,
     };
-    let recap = deploy_step(
-        &t,
-        &stack,
-        step,
-        Duration::from_secs(timeout),
-        on_failure,
-        &before,
-    )
+    let recap = run_op(&t, |tx| async {
+        releases(&t, &stack, timeout, tx)
+            .deploy(step, on_failure, &before)
+            .await
+    })
     .await?;
     finish(&t, &recap);
     Ok(code(&recap))
@@ -293,30 +172,7 @@ pub async fn rollback(a: &EnvArgs, to: Option<&str>, timeout: u64) -> Result<i32
     let t = open(a)?;
     let stack = t.env.stack_name().to_string();
     let records = history_of(&t, &stack).await?;
-    let current = history::current(&records).ok_or_else(|| DeployCommandError::NoHistory {
-        stack: stack.clone(),
-    })?;
-    let target = match to {
-        Some(v) => history::of_version(&records, v).ok_or_else(|| {
-            let mut known: Vec<&str> = records
-                .iter()
-                .filter(|r| r.result == Outcome::Succeeded && r.action != Action::Canary)
-                .map(|r| r.version.as_str())
-                .collect();
-            known.dedup();
-            DeployCommandError::NoSuchVersion {
-                stack: stack.clone(),
-                version: v.to_string(),
-                known: known.join(", "),
-            }
-        })?,
-        None => history::previous(&records, current).ok_or_else(|| {
-            DeployCommandError::NothingBefore {
-                stack: stack.clone(),
-                version: current.version.clone(),
-            }
-        })?,
-    };
+    let (current, target) = release::rollback_target(&records, &stack, to)?;
     eprintln!(
         "rolling `{stack}` back to version {} (the {} of {} by {})",
         target.version,
@@ -325,14 +181,11 @@ pub async fn rollback(a: &EnvArgs, to: Option<&str>, timeout: u64) -> Result<i32
         target.by
     );
     let detail = format!("from version {}", current.version);
-    let recap = restore(
-        &t,
-        &stack,
-        target,
-        Action::Rollback,
-        detail,
-        Duration::from_secs(timeout),
-    )
+    let recap = run_op(&t, |tx| async {
+        releases(&t, &stack, timeout, tx)
+            .restore(target, Action::Rollback, detail)
+            .await
+    })
     .await?;
     finish(&t, &recap);
     if recap.success() && t.env.version() != target.version {
@@ -350,20 +203,21 @@ pub async fn canary(a: &EnvArgs, service: &str, replicas: u32, timeout: u64) -> 
     let t = open(a)?;
     let stack = t.env.stack_name().to_string();
     let records = history_of(&t, &stack).await?;
-    let stable = history::stable(&records).ok_or_else(|| DeployCommandError::NoHistory {
-        stack: stack.clone(),
-    })?;
+    let stable = release::stable(&records, &stack)?;
     let new_files = stack_files(&t.env)?;
-    let merged = stack::merged_config(&t.cluster, &new_files, t.env.version()).await?;
-    let content = canary::file(&merged, &stack, service, replicas)?;
-    let mut files = stable.stack_files();
-    files.push(StackFile {
-        name: "99-canary.yaml".into(),
-        content,
-    });
+    let files = release::canary_files(
+        &t.cluster,
+        &stack,
+        stable,
+        &new_files,
+        t.env.version(),
+        service,
+        replicas,
+    )
+    .await?;
     let detail = format!(
         "{}: {replicas} replica(s) of version {} next to version {}",
-        canary::name(service),
+        crate::deploy::canary::name(service),
         t.env.version(),
         stable.version
     );
@@ -375,14 +229,11 @@ pub async fn canary(a: &EnvArgs, service: &str, replicas: u32, timeout: u64) -> 
         jobs: &[],
         converge: Converge::Update,
     };
-    let recap = deploy_step(
-        &t,
-        &stack,
-        step,
-        Duration::from_secs(timeout),
-        OnFailure::RollBack,
-        &records,
-    )
+    let recap = run_op(&t, |tx| async {
+        releases(&t, &stack, timeout, tx)
+            .deploy(step, OnFailure::RollBack, &records)
+            .await
+    })
     .await?;
     finish(&t, &recap);
     Ok(code(&recap))
@@ -396,27 +247,18 @@ pub async fn canary_action(action: CanaryAction) -> Result<i32> {
     let t = open(a)?;
     let stack = t.env.stack_name().to_string();
     let records = history_of(&t, &stack).await?;
-    let running = history::current(&records)
-        .filter(|r| r.action == Action::Canary)
-        .ok_or_else(|| DeployCommandError::NoCanary {
-            stack: stack.clone(),
-        })?;
+    let running = release::running_canary(&records, &stack)?;
     if promote {
         let detail = format!("{}, to version {}", running.detail, t.env.version());
         drop(t);
         return rollout_as(a, timeout, OnFailure::RollBack, Action::Promote, detail).await;
     }
-    let stable = history::stable(&records).ok_or_else(|| DeployCommandError::NoHistory {
-        stack: stack.clone(),
-    })?;
-    let recap = restore(
-        &t,
-        &stack,
-        stable,
-        Action::Abort,
-        running.detail.clone(),
-        Duration::from_secs(timeout),
-    )
+    let stable = release::stable(&records, &stack)?;
+    let recap = run_op(&t, |tx| async {
+        releases(&t, &stack, timeout, tx)
+            .restore(stable, Action::Abort, running.detail.clone())
+            .await
+    })
     .await?;
     finish(&t, &recap);
     Ok(code(&recap))

@@ -32,6 +32,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod objects;
 mod plans;
+pub mod release;
 pub mod rollout;
 pub mod routing;
 pub mod runtime;

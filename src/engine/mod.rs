@@ -107,12 +107,28 @@ pub struct TaskReport {
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    RunStart { hosts: Vec<HostName> },
-    PlayStart { name: String, hosts: Vec<HostName> },
-    TaskStart { host: HostName, task: TaskName },
+    RunStart {
+        hosts: Vec<HostName>,
+    },
+    PlayStart {
+        name: String,
+        hosts: Vec<HostName>,
+    },
+    TaskStart {
+        host: HostName,
+        task: TaskName,
+    },
     TaskDone(TaskReport),
-    Unreachable { host: HostName, error: String },
-    HostDone { host: HostName },
+    Unreachable {
+        host: HostName,
+        error: String,
+    },
+    HostDone {
+        host: HostName,
+    },
+    /// A line from the layer above the engine for the operator, between runs (a deploy that
+    /// failed and is being rolled back). Printed whatever the format, on stderr.
+    Notice(String),
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
