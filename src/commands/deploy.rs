@@ -1,5 +1,5 @@
 //! `minipaas deploy build|rollout|routing`, `minipaas secret ...` and `minipaas config ...`:
-//! an env directory (deploy::env) turned into work on the cluster (deploy::ops), run through
+//! an env directory (deploy::env) turned into work on the cluster (deploy::cluster, images, objects, routing), run through
 //! the provision engine with its progress and recap.
 
 mod day2;

@@ -1,6 +1,10 @@
-//! The deploy environment: the files in an env directory that say what runs on the swarm, and
-//! the code that writes them. Pure file work: nothing here talks to a host or to Docker (that is
-//! `deploy::ops` and the `deploy`, `secret`, `config` and `shell` commands).
+//! The deploy domain. On this machine: the env directory's files that say what runs on the
+//! swarm (env, settings, compose, runtime, caddy, canary), pure file work. On the cluster: the
+//! main manager and how to act on it (cluster), the stack's files (stack), rollouts (rollout),
+//! releases recorded in the history with automatic rollback (release, history), images
+//! (images), versioned secrets and configs (objects), Caddy's routes (routing), what runs and
+//! how healthy it is (status), logs (logs), and restart, scale, remove (lifecycle). Cluster work
+//! is plans embedded in the binary (plans) run by the engine, or reads over one connection.
 //!
 //! An env directory `ENV` holds:
 //!

@@ -1,7 +1,7 @@
 //! `minipaas deploy status|logs|restart|scale|remove`: day-2 operations on the stack an env
 //! deployed. Names on the command line are the services' short names (`web`), checked against
 //! the stack on the swarm (and, for `remove`, the env's files) before anything changes; the
-//! cluster work is deploy::lifecycle's.
+//! cluster work is deploy::status's, deploy::logs' and deploy::lifecycle's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
