@@ -2,17 +2,24 @@
 //! builds, jobs, versioned secret references) and the edits `code` and `secret`/`config` make to
 //! it. Every edit writes only the files whose bytes change, atomically.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::caddy::{Route, RouteUrl, Routes};
-use super::compose::{AppService, AppsFile, External, ObjectRef, Role, UserProject};
+use super::compose::{AppsFile, Role, UserProject};
 use super::runtime;
 use super::settings::{Api, EndpointMode, Settings};
-use super::{interpolate, yaml_error, DeployError};
+use super::{interpolate, DeployError};
+
+mod files;
+mod init;
+mod objects;
+
+use files::{absolute, load_settings, remove_file, render_settings, write_file};
+pub use files::{Change, Written};
+pub use init::{init, InitOptions};
+use objects::drop_unreferenced;
+pub use objects::{versioned_name, ObjectKind};
 
 const SETTINGS_FILE: &str = "minipaas.yaml";
 const APPS_FILE: &str = "compose.apps.yaml";
@@ -21,29 +28,6 @@ const RUNTIME_DIR: &str = "runtime";
 /// The variable compose.apps.yaml's built images are tagged with; `docker stack deploy` must
 /// run with it set (see [`Env::stack_env`]).
 pub const VERSION_VAR: &str = "MINIPAAS_DEPLOY_VERSION";
-
-/// A swarm secret or config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectKind {
-    Secret,
-    Config,
-}
-
-impl ObjectKind {
-    /// Also the `docker` subcommand.
-    pub fn noun(self) -> &'static str {
-        match self {
-            ObjectKind::Secret => "secret",
-            ObjectKind::Config => "config",
-        }
-    }
-}
-
-impl fmt::Display for ObjectKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.noun())
-    }
-}
 
 /// One image to build for a service with `build:` in the user's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,47 +43,6 @@ pub struct Build {
     pub args: BTreeMap<String, String>,
 }
 
-/// A file an edit created, rewrote or removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    /// Absolute.
-    pub path: PathBuf,
-    pub change: Change,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Created,
-    Updated,
-    Removed,
-}
-
-impl Written {
-    /// `updated compose.apps.yaml`, the path relative to `dir` when inside it.
-    pub fn describe(&self, dir: &Path) -> String {
-        let verb = match self.change {
-            Change::Created => "created",
-            Change::Updated => "updated",
-            Change::Removed => "removed",
-        };
-        let path = self.path.strip_prefix(dir).unwrap_or(&self.path);
-        format!("{verb} {}", path.display())
-    }
-}
-
-/// What `code init` is given; `None`/empty keeps what minipaas.yaml already says.
-#[derive(Debug, Clone, Default)]
-pub struct InitOptions {
-    /// The user's compose files, relative to the env dir; required on the first init.
-    pub files: Vec<PathBuf>,
-    pub inventory: Option<PathBuf>,
-    pub stack: Option<String>,
-    pub domain: Option<String>,
-    pub endpoint_mode: Option<EndpointMode>,
-    pub caddy_image: Option<String>,
-    pub postgres_image: Option<String>,
-}
-
 /// An env directory, loaded.
 #[derive(Debug, Clone)]
 pub struct Env {
@@ -107,13 +50,6 @@ pub struct Env {
     pub dir: PathBuf,
     pub settings: Settings,
     apps: AppsFile,
-}
-
-/// `<base>.<first 8 hex digits of sha256(value)>`: a new name per content, because swarm secrets
-/// and configs are immutable.
-pub fn versioned_name(base: &str, value: &[u8]) -> String {
-    let digest = hex::encode(Sha256::digest(value));
-    format!("{base}.{}", &digest[..8])
 }
 
 fn is_name(s: &str) -> bool {
@@ -130,217 +66,6 @@ fn check_name(what: &'static str, name: &str) -> Result<(), DeployError> {
             what,
             name: name.to_string(),
         })
-    }
-}
-
-fn absolute(dir: &Path) -> Result<PathBuf, DeployError> {
-    std::path::absolute(dir).map_err(|source| DeployError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-fn load_settings(dir: &Path) -> Result<Option<Settings>, DeployError> {
-    let path = dir.join(SETTINGS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(DeployError::Read { path, source }),
-    };
-    let settings: Settings =
-        serde_yaml::from_str(&text).map_err(|e| yaml_error(path.clone(), e))?;
-    if !is_name(&settings.stack) {
-        return Err(DeployError::BadStack {
-            path,
-            name: settings.stack,
-        });
-    }
-    if settings.project.files.is_empty() {
-        return Err(DeployError::BadSettings {
-            path,
-            problem: "`project.files` lists no compose file",
-        });
-    }
-    Ok(Some(settings))
-}
-
-/// Writes `content` to `path` unless it holds exactly that already: temp file, then rename.
-fn write_file(path: &Path, content: &str) -> Result<Option<Written>, DeployError> {
-    let change = match std::fs::read(path) {
-        Ok(old) if old == content.as_bytes() => return Ok(None),
-        Ok(_) => Change::Updated,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
-        Err(source) => {
-            return Err(DeployError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let werr = |source| DeployError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(werr)?;
-    }
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, content).map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(werr)?;
-    Ok(Some(Written {
-        path: path.to_path_buf(),
-        change,
-    }))
-}
-
-fn remove_file(path: &Path) -> Result<Option<Written>, DeployError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(Some(Written {
-            path: path.to_path_buf(),
-            change: Change::Removed,
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(DeployError::Write {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-fn render_settings(settings: &Settings) -> String {
-    // Plain structs and strings: serialization cannot fail.
-    let body = serde_yaml::to_string(settings).unwrap_or_default();
-    format!("# minipaas env settings; `minipaas code init` merges into this file.\n{body}")
-}
-
-/// Creates or refreshes the env in `dir`: minipaas.yaml, compose.apps.yaml, runtime/*.yaml and
-/// caddy.json. Keeps what is already recorded (routes, roles, secret and config references,
-/// version, runtime choices) and drops entries of services no project file declares any more.
-/// Never writes the user's compose files. Returns the files changed, in writing order.
-pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError> {
-    let dir = absolute(dir)?;
-    // Files are named relative to the env dir (`-c ../compose.yaml`), which the system resolves
-    // only through an existing directory.
-    std::fs::create_dir_all(&dir).map_err(|source| DeployError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    let loaded = load_settings(&dir)?;
-    let old_stack = loaded.as_ref().map(|s| s.stack.clone());
-    let mut settings = match loaded {
-        Some(s) => s,
-        None if opts.files.is_empty() => {
-            return Err(DeployError::NoSettings { dir });
-        }
-        None => Settings::new(Vec::new()),
-    };
-    if !opts.files.is_empty() {
-        settings.project.files = opts.files.clone();
-    }
-    if let Some(inventory) = &opts.inventory {
-        settings.inventory = inventory.clone();
-    }
-    if let Some(stack) = &opts.stack {
-        check_name("stack name", stack)?;
-        settings.stack = stack.clone();
-    }
-    if let Some(mode) = opts.endpoint_mode {
-        settings.runtime.endpoint_mode = mode;
-    }
-    if let Some(image) = &opts.caddy_image {
-        settings.runtime.caddy_image = image.clone();
-    }
-    if let Some(image) = &opts.postgres_image {
-        settings.runtime.postgres_image = image.clone();
-    }
-    if let Some(domain) = &opts.domain {
-        let url = RouteUrl::parse(domain)?;
-        settings.domain = url.host;
-    }
-    let mut env = Env {
-        apps: AppsFile::load(&dir.join(APPS_FILE))?,
-        dir,
-        settings,
-    };
-    let project = env.project()?;
-    let mut apps = env.apps.clone();
-    apps.version = project.version.clone();
-    let runtime_services = runtime::services(&env.settings.runtime);
-    apps.services.retain(|name, _| {
-        project.services.contains_key(name) || runtime_services.contains(&name.as_str())
-    });
-    for (name, svc) in &project.services {
-        let entry = apps.services.entry(name.clone()).or_default();
-        if !entry.networks.iter().any(|n| n == runtime::NETWORK) {
-            entry.networks.push(runtime::NETWORK.into());
-            entry.networks.sort();
-        }
-        entry.image = svc
-            .build
-            .as_ref()
-            .map(|_| env.image_template(name, svc.image.as_deref()));
-    }
-    drop_unreferenced(&mut apps);
-
-    let mut written = Vec::new();
-    written.extend(write_file(
-        &env.dir.join(SETTINGS_FILE),
-        &render_settings(&env.settings),
-    )?);
-    written.extend(env.save_apps(apps)?);
-    for file in runtime::files(&env.settings.runtime, project.version.as_deref()) {
-        let path = env.dir.join(RUNTIME_DIR).join(file.name);
-        written.extend(match file.content {
-            Some(content) => write_file(&path, &content)?,
-            None => remove_file(&path)?,
-        });
-    }
-    let mut routes = Routes::load(&env.caddy_json_path())?;
-    if let Some(old) = old_stack.filter(|old| *old != env.settings.stack) {
-        // Routes dial `<stack>_<service>`: follow a renamed stack.
-        let prefix = format!("{old}_");
-        for r in &mut routes.routes {
-            if let Some(rest) = r.dial.strip_prefix(&prefix) {
-                r.dial = format!("{}_{rest}", env.settings.stack);
-            }
-        }
-    }
-    written.extend(env.save_routes(&routes)?);
-    Ok(written)
-}
-
-/// Drops top-level secrets/configs no service references.
-fn drop_unreferenced(apps: &mut AppsFile) {
-    let used = |kind: ObjectKind| -> BTreeSet<String> {
-        apps.services
-            .values()
-            .flat_map(|s| refs(s, kind).iter().map(|r| r.source.clone()))
-            .collect()
-    };
-    let (secrets, configs) = (used(ObjectKind::Secret), used(ObjectKind::Config));
-    apps.secrets.retain(|k, _| secrets.contains(k));
-    apps.configs.retain(|k, _| configs.contains(k));
-}
-
-fn refs(s: &AppService, kind: ObjectKind) -> &Vec<ObjectRef> {
-    match kind {
-        ObjectKind::Secret => &s.secrets,
-        ObjectKind::Config => &s.configs,
-    }
-}
-
-fn refs_mut(s: &mut AppService, kind: ObjectKind) -> &mut Vec<ObjectRef> {
-    match kind {
-        ObjectKind::Secret => &mut s.secrets,
-        ObjectKind::Config => &mut s.configs,
-    }
-}
-
-fn declared(apps: &mut AppsFile, kind: ObjectKind) -> &mut BTreeMap<String, External> {
-    match kind {
-        ObjectKind::Secret => &mut apps.secrets,
-        ObjectKind::Config => &mut apps.configs,
     }
 }
 
@@ -618,69 +343,6 @@ impl Env {
         )
     }
 
-    /// Records that `services` use object `name` (e.g. `app_secret.1a2b3c4d`) under target
-    /// `base` (`app_secret`): replaces any earlier version with that target in those services,
-    /// declares `name` external, drops declarations no service references any more. Services
-    /// may be the user's or enabled runtime ones (`postgres` for `postgres_password`). Returns
-    /// whether compose.apps.yaml changed.
-    pub fn set_object_ref(
-        &mut self,
-        kind: ObjectKind,
-        base: &str,
-        name: &str,
-        services: &[String],
-    ) -> Result<bool, DeployError> {
-        check_name(kind.noun(), base)?;
-        let version_ok = name
-            .strip_prefix(base)
-            .and_then(|v| v.strip_prefix('.'))
-            .is_some_and(is_name);
-        if !version_ok {
-            return Err(DeployError::BadName {
-                what: "versioned object name (want `BASE.VERSION`)",
-                name: name.to_string(),
-            });
-        }
-        self.check_services(services, true)?;
-        let mut apps = self.apps.clone();
-        for s in services {
-            let list = refs_mut(apps.services.entry(s.clone()).or_default(), kind);
-            list.retain(|r| r.target != base);
-            list.push(ObjectRef {
-                source: name.to_string(),
-                target: base.to_string(),
-            });
-            list.sort_by(|a, b| a.target.cmp(&b.target));
-        }
-        declared(&mut apps, kind).insert(name.to_string(), External { external: true });
-        drop_unreferenced(&mut apps);
-        Ok(self.save_apps(apps)?.is_some())
-    }
-
-    /// Removes every reference to `base` (all versions) from every service; returns whether
-    /// compose.apps.yaml changed.
-    pub fn remove_object_ref(&mut self, kind: ObjectKind, base: &str) -> Result<bool, DeployError> {
-        check_name(kind.noun(), base)?;
-        let mut apps = self.apps.clone();
-        for svc in apps.services.values_mut() {
-            refs_mut(svc, kind).retain(|r| r.target != base);
-        }
-        // A runtime service with nothing left is only noise.
-        apps.services.retain(|_, s| *s != AppService::default());
-        drop_unreferenced(&mut apps);
-        Ok(self.save_apps(apps)?.is_some())
-    }
-
-    /// The object names (`app_secret.1a2b3c4d`) of `kind` that services reference.
-    pub fn object_refs(&self, kind: ObjectKind) -> Result<BTreeSet<String>, DeployError> {
-        Ok(self
-            .apps
-            .services
-            .values()
-            .flat_map(|s| refs(s, kind).iter().map(|r| r.source.clone()))
-            .collect())
-    }
-
     /// Gives each of `services` (the user's) `role`; see [`Role`]. Returns the files changed.
     pub fn set_role(
         &mut self,
@@ -752,6 +414,7 @@ fn check_cron(expr: &str) -> Result<(), DeployError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// An env with services `web` (built) and `worker` in `compose.yaml`.
     fn env() -> (tempfile::TempDir, Env) {
