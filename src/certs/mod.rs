@@ -10,6 +10,11 @@
 
 mod check;
 mod files;
+mod keys;
+mod pem;
+
+pub use keys::KeyType;
+use pem::{common_name, key_matches, parse_cert, read_cert, read_key};
 
 pub use check::{check_dir, CertReport, Finding, Report, Severity};
 
@@ -19,10 +24,9 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The CA certificate, in the CA directory and copied next to every leaf.
 pub const CA_CERT: &str = "ca.pem";
@@ -139,63 +143,6 @@ impl CertsError {
             _ => 2,
         }
     }
-}
-
-/// Key algorithm for a new key. RSA is not offered: rcgen's ring backend cannot generate RSA
-/// keys, and Docker (Go's crypto/tls) and OpenSSL accept all three of these.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum KeyType {
-    /// ECDSA on NIST P-256 with SHA-256.
-    #[default]
-    #[value(name = "ecdsa-p256")]
-    EcdsaP256,
-    /// ECDSA on NIST P-384 with SHA-384.
-    #[value(name = "ecdsa-p384")]
-    EcdsaP384,
-    /// Ed25519.
-    #[value(name = "ed25519")]
-    Ed25519,
-}
-
-impl KeyType {
-    fn algorithm(self) -> &'static SignatureAlgorithm {
-        match self {
-            KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-            KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-            KeyType::Ed25519 => &rcgen::PKCS_ED25519,
-        }
-    }
-
-    fn generate(self, what: &'static str) -> Result<KeyPair, CertsError> {
-        let err = |source| CertsError::Generate { what, source };
-        let key = KeyPair::generate_for(self.algorithm()).map_err(err)?;
-        match ed25519_pkcs8_v1(key.serialized_der()) {
-            Some(v1) => KeyPair::try_from(v1.as_slice()).map_err(err),
-            None => Ok(key),
-        }
-    }
-}
-
-/// ring writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key appended), which
-/// OpenSSL 3.0 refuses to load ("unsupported"). The v1 form holds the same 32-byte seed and is
-/// what OpenSSL and Go write, so Ed25519 keys are stored as v1. `None` for anything that is not
-/// ring's exact v2 Ed25519 layout.
-fn ed25519_pkcs8_v1(der: &[u8]) -> Option<Vec<u8>> {
-    // SEQUENCE(81) { INTEGER 1, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING(32) } ...
-    const V2_PREFIX: &[u8] = &[
-        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    // ... and the same with INTEGER 0 and no public key, 46 bytes long.
-    const V1_PREFIX: &[u8] = &[
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    if der.len() != 83 {
-        return None;
-    }
-    let seed = der.strip_prefix(V2_PREFIX)?.get(..32)?;
-    Some([V1_PREFIX, seed].concat())
 }
 
 /// When a new certificate is valid. The command line only offers [`Validity::days`]; the
@@ -618,67 +565,6 @@ fn host_san(host: &str) -> Result<SanType, CertsError> {
     Ok(SanType::DnsName(name))
 }
 
-/// A PEM certificate file: its text (kept verbatim, so copies are byte-identical) and the DER of
-/// its first block, which must be a certificate.
-fn read_cert(path: &Path) -> Result<(String, Vec<u8>), CertsError> {
-    let bytes = files::read(path)?;
-    let mut blocks = files::pem_blocks(path, &bytes)?;
-    let first = blocks.remove(0);
-    if first.label != "CERTIFICATE" {
-        return Err(CertsError::NotCert {
-            path: path.to_path_buf(),
-            label: first.label,
-        });
-    }
-    // pem_blocks decoded it, so the text is ASCII armour around base64.
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    Ok((text, first.contents))
-}
-
-fn parse_cert<'a>(path: &Path, der: &'a [u8]) -> Result<X509Certificate<'a>, CertsError> {
-    X509Certificate::from_der(der)
-        .map(|(_, cert)| cert)
-        .map_err(|e| CertsError::BadCert {
-            path: path.to_path_buf(),
-            source: match e {
-                x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => e,
-                x509_parser::nom::Err::Incomplete(_) => {
-                    x509_parser::error::X509Error::InvalidCertificate
-                }
-            },
-        })
-}
-
-/// A PKCS#8 private key from a PEM file.
-fn read_key(path: &Path) -> Result<KeyPair, CertsError> {
-    let bytes = files::read(path)?;
-    let blocks = files::pem_blocks(path, &bytes)?;
-    let Some(block) = blocks.iter().find(|b| files::is_key_label(&b.label)) else {
-        return Err(CertsError::NotKey {
-            path: path.to_path_buf(),
-            label: blocks[0].label.clone(),
-        });
-    };
-    KeyPair::try_from(block.contents.as_slice()).map_err(|source| CertsError::BadKey {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// True when `key`'s public half is the one in `cert`.
-fn key_matches(key: &KeyPair, cert: &X509Certificate<'_>) -> bool {
-    key.der_bytes() == cert.public_key().subject_public_key.data.as_ref()
-}
-
-fn common_name(cert: &X509Certificate<'_>) -> String {
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// `2026-03-01 12:00 UTC`: readable, unambiguous, no locale.
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -693,115 +579,4 @@ pub fn format_time(t: OffsetDateTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn server(hosts: &[&str], ips: &[&str]) -> Role {
-        Role::Server {
-            hosts: hosts.iter().map(|s| s.to_string()).collect(),
-            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-        }
-    }
-
-    #[test]
-    fn every_key_type_makes_a_ca_that_signs_verifiable_leaves() {
-        for key_type in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519] {
-            let ca = Ca::generate("test CA", key_type, Validity::days(10)).unwrap();
-            let leaf = ca
-                .issue(
-                    &server(&["node1"], &["10.0.0.1"]),
-                    key_type,
-                    Validity::days(5),
-                )
-                .unwrap();
-            let ca_der = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes())
-                .unwrap()
-                .1
-                .contents;
-            let leaf_der = x509_parser::pem::parse_x509_pem(leaf.cert_pem().as_bytes())
-                .unwrap()
-                .1
-                .contents;
-            let ca_cert = X509Certificate::from_der(&ca_der).unwrap().1;
-            let leaf_cert = X509Certificate::from_der(&leaf_der).unwrap().1;
-            assert!(ca_cert.is_ca(), "{key_type:?}");
-            leaf_cert
-                .verify_signature(Some(ca_cert.public_key()))
-                .unwrap_or_else(|e| panic!("{key_type:?}: {e}"));
-            assert_eq!(leaf_cert.issuer(), ca_cert.subject());
-        }
-    }
-
-    #[test]
-    fn ed25519_keys_are_stored_as_pkcs8_v1() {
-        let key = KeyType::Ed25519.generate("test key").unwrap();
-        let der = key.serialized_der();
-        assert_eq!(der.len(), 48);
-        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
-        assert_eq!(ed25519_pkcs8_v1(der), None);
-        // ECDSA keys are left as ring writes them.
-        let ec = KeyType::EcdsaP256.generate("test key").unwrap();
-        assert_eq!(ed25519_pkcs8_v1(ec.serialized_der()), None);
-    }
-
-    #[test]
-    fn ca_round_trips_through_its_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::generate("round trip", KeyType::Ed25519, Validity::days(10)).unwrap();
-        ca.write(dir.path()).unwrap();
-        let loaded = Ca::load(dir.path()).unwrap();
-        assert_eq!(loaded.cert_pem(), ca.cert_pem());
-        assert_eq!(loaded.common_name(), "round trip");
-        assert_eq!(loaded.not_after(), ca.not_after());
-    }
-
-    #[test]
-    fn leaf_lifetime_is_cut_at_the_ca_expiry() {
-        let ca = Ca::generate("short", KeyType::EcdsaP256, Validity::days(3)).unwrap();
-        let leaf = ca
-            .issue(
-                &Role::Client { name: "c".into() },
-                KeyType::EcdsaP256,
-                Validity::days(365),
-            )
-            .unwrap();
-        assert!(leaf.clamped());
-        assert_eq!(leaf.not_after(), ca.not_after());
-    }
-
-    #[test]
-    fn host_names_are_checked() {
-        for ok in [
-            "node1",
-            "api.example.com",
-            "*.example.com",
-            "10.1.2.3",
-            "::1",
-        ] {
-            assert!(host_san(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "a b", "-x", "x..y", "ünï", "a/b", "*x.example.com"] {
-            assert!(
-                matches!(host_san(bad), Err(CertsError::BadHost { .. })),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn empty_window_is_refused() {
-        let now = OffsetDateTime::now_utc();
-        let err = Ca::generate("x", KeyType::EcdsaP256, Validity::between(now, now)).unwrap_err();
-        assert!(matches!(err, CertsError::BadValidity { .. }));
-    }
-
-    #[test]
-    fn debug_never_shows_key_material() {
-        let ca = Ca::generate("dbg", KeyType::EcdsaP256, Validity::days(1)).unwrap();
-        let leaf = ca
-            .issue(&server(&["n"], &[]), KeyType::EcdsaP256, Validity::days(1))
-            .unwrap();
-        let text = format!("{ca:?} {leaf:?}");
-        assert!(!text.contains("PRIVATE"), "{text}");
-    }
-}
+mod tests;
