@@ -8,7 +8,9 @@ use crate::deploy::runtime;
 use crate::deploy::settings::{EndpointMode, Settings};
 use crate::deploy::DeployError;
 
-use super::*;
+use super::files::{absolute, load_settings, remove_file, render_settings, write_file, Written};
+use super::objects::drop_unreferenced;
+use super::{check_name, Env, APPS_FILE, RUNTIME_DIR, SETTINGS_FILE};
 
 /// What `code init` is given; `None`/empty keeps what minipaas.yaml already says.
 #[derive(Debug, Clone, Default)]

@@ -15,10 +15,9 @@ mod files;
 mod init;
 mod objects;
 
-use files::{absolute, load_settings, remove_file, render_settings, write_file};
+use files::{absolute, load_settings, write_file};
 pub use files::{Change, Written};
 pub use init::{init, InitOptions};
-use objects::drop_unreferenced;
 pub use objects::{versioned_name, ObjectKind};
 
 const SETTINGS_FILE: &str = "minipaas.yaml";

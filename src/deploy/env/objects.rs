@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::deploy::compose::{AppService, AppsFile, External, ObjectRef};
 use crate::deploy::DeployError;
 
-use super::*;
+use super::{check_name, is_name, Env};
 
 /// A swarm secret or config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
