@@ -348,3 +348,40 @@ fn crate_paths_reads_use_trees_and_inline_paths() {
     let paths: Vec<String> = crate_paths(&text).into_iter().collect();
     assert_eq!(paths, ["a::b", "a::c::D", "e", "g::h"]);
 }
+
+/// Files a newcomer can read: none in src/ over 600 lines (split by what the parts own).
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > 600).then(|| format!("{} ({n} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "{long:#?}");
+}
+
+/// Test helpers live in tests/common: a feature's test module uses no other feature's.
+#[test]
+fn feature_tests_share_helpers_only_through_common() {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // This file reads source as data: its `crate::` strings are examples.
+        if !name.ends_with(".rs") || name == "lib.rs" || name == "architecture.rs" {
+            continue;
+        }
+        let (text, _) = without_tests(&std::fs::read_to_string(&path).unwrap());
+        for p in crate_paths(&text) {
+            if !p.starts_with("common") {
+                wrong.push(format!("{name}: crate::{p}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

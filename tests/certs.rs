@@ -13,6 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use minipaas::certs::{Ca, KeyType, Role, Validity};
+
+use crate::common::text;
 use time::OffsetDateTime;
 
 fn minipaas(args: &[&str]) -> Output {
@@ -20,15 +22,6 @@ fn minipaas(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run minipaas")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs minipaas and insists on exit code `code`; returns stdout + stderr.

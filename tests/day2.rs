@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::deploy::{deployed_example, get, mp, mp_json, small_stack, STACK};
+use crate::common::site::provisioned;
+use crate::common::text;
+use crate::common::wait_for;
 use crate::common::{minipaas, Lab};
-use crate::deploy::{deployed_example, get, mp, mp_json, small_stack, text, wait_for, STACK};
-use crate::site::lab::provisioned;
 
 /// Runs minipaas in `dir` whatever its exit code.
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -216,13 +218,17 @@ fn lab_day2_status_and_logs_of_the_example_app() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
-    wait_for("the remote `docker service logs` to end", 20, || {
-        let out = lab.ssh("node1", "pgrep -af 'docker service logs --[f]ollow'");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .is_empty()
-            .then_some(String::new())
-    });
+    wait_for(
+        "the remote `docker service logs` to end",
+        Duration::from_secs(20),
+        || {
+            let out = lab.ssh("node1", "pgrep -af 'docker service logs --[f]ollow'");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .is_empty()
+                .then_some(String::new())
+        },
+    );
 }
 
 /// Status, polled until every service runs (a rollout just before may still settle).
@@ -293,9 +299,11 @@ fn lab_day2_scale_restart_and_remove_a_service() {
         after.iter().all(|id| !before.contains(id)),
         "{before:?} {after:?}"
     );
-    let hello = wait_for("the app through Caddy after the restart", 30, || {
-        get(&lab, "/")
-    });
+    let hello = wait_for(
+        "the app through Caddy after the restart",
+        Duration::from_secs(30),
+        || get(&lab, "/"),
+    );
     assert!(hello.starts_with("hello from minipaas example"), "{hello}");
 
     // Remove one service: gone, again changes nothing, and a rollout brings it back.
@@ -347,20 +355,24 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
     // A failed service: exit 4, with the reason.
-    let doc = wait_for("crash to read as failed, sleeper as running", 90, || {
-        let (code, doc) = status(env);
-        // The first attempts may fail attaching to the fresh overlay network instead, sleeper's
-        // too: until its next task runs, sleeper reads failed, rightly.
-        let crash = service(&doc, "crash");
-        let crashed = crash["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("non-zero exit (1)"));
-        let sleeping = service(&doc, "sleeper")["health"] == "running";
-        (crash["health"] == "failed" && crashed && sleeping).then(|| {
-            assert_eq!(code, Some(4), "{doc:#}");
-            doc.to_string()
-        })
-    });
+    let doc = wait_for(
+        "crash to read as failed, sleeper as running",
+        Duration::from_secs(90),
+        || {
+            let (code, doc) = status(env);
+            // The first attempts may fail attaching to the fresh overlay network instead, sleeper's
+            // too: until its next task runs, sleeper reads failed, rightly.
+            let crash = service(&doc, "crash");
+            let crashed = crash["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("non-zero exit (1)"));
+            let sleeping = service(&doc, "sleeper")["health"] == "running";
+            (crash["health"] == "failed" && crashed && sleeping).then(|| {
+                assert_eq!(code, Some(4), "{doc:#}");
+                doc.to_string()
+            })
+        },
+    );
     let doc: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["health"], "failed");
     let crash = service(&doc, "crash");

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{self, Lab};
-use crate::deploy::{deployed_example, get};
-use crate::site::lab::{
-    busybox_image, changed, failures, name, output_text, provision, provisioned, wait_for,
-    SERVE_PORT,
+use crate::common::deploy::{deployed_example, get};
+use crate::common::site::{
+    busybox_image, changed, failures, name, provision, provisioned, SERVE_PORT,
 };
+use crate::common::{self, wait_until, Lab};
 
 /// A TCP connect scan of ports 1-10000 of every address given, many at a time: `open` (a
 /// connection), `closed` (refused: reached the host, nothing listens) or `filtered` (no answer
@@ -75,7 +74,7 @@ impl Outsider {
             "minipaas-node:trixie",
             "infinity",
         ]);
-        assert!(out.status.success(), "{}", output_text(&out));
+        assert!(out.status.success(), "{}", common::text(&out));
         Outsider { container }
     }
 
@@ -83,7 +82,7 @@ impl Outsider {
         let mut cmd = vec!["exec", &self.container, "python3", "-c", script];
         cmd.extend(args.iter().map(String::as_str));
         let out = common::docker(&cmd);
-        assert!(out.status.success(), "{}", output_text(&out));
+        assert!(out.status.success(), "{}", common::text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -156,7 +155,7 @@ fn lab_firewall_scan_from_outside_finds_only_the_declared_ports() {
     let node2 = lab.node("node2").private_address.clone();
     // They run and answer a cluster node: what the outside cannot reach is the firewall's doing.
     for port in [9090, 5000] {
-        wait_for(
+        wait_until(
             &format!("node2:{port} from node1"),
             Duration::from_secs(120),
             || tcp_connects(lab, "node1", &node2, port),
@@ -251,7 +250,7 @@ fn lab_firewall_scan_from_outside_finds_only_the_declared_ports() {
         udp.path().to_str().unwrap(),
         &format!("{}:/root/udp.py", node3.container),
     ]);
-    assert!(cp.status.success(), "{}", output_text(&cp));
+    assert!(cp.status.success(), "{}", common::text(&cp));
     let before = counter(lab, "node2", "swarm_outside");
     lab.ssh_ok(
         "node3",
@@ -373,16 +372,16 @@ fn lab_firewall_confirmation_checks_the_live_ruleset_not_the_timer() {
              nft -f {d}/confirmed.nft"
         ),
     );
-    assert!(!out.status.success(), "confirmed: {}", output_text(&out));
+    assert!(!out.status.success(), "confirmed: {}", common::text(&out));
     assert!(
         common::text(&out).contains("reverted before it could be confirmed"),
         "{}",
-        output_text(&out)
+        common::text(&out)
     );
     assert!(
         confirmed_kept,
         "the reverted ruleset was recorded as confirmed"
     );
-    let again = crate::site::lab::converge(site, lab, &[]);
+    let again = crate::common::site::converge(site, lab, &[]);
     assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
 }

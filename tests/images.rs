@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::common::images::{build, docker_ok, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
 use crate::common::{docker, minipaas, run_ok};
 
-pub(crate) const BASE: &str = "minipaas-base:trixie";
-pub(crate) const POSTGRES_IMAGE: &str = "minipaas/postgres:17";
-pub(crate) const CADDY_IMAGE: &str = "minipaas/caddy:2.6";
 const APP_IMAGE: &str = "minipaas/example-app:test";
 
 const NETWORK: &str = "mpimg-net";
@@ -44,38 +42,6 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         remove_all();
     }
-}
-
-/// `docker ARGS...`, panicking with the engine's words unless it succeeded; returns stdout.
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Builds `dir` (relative to the repository) as `tag` on the local base; returns the seconds taken.
-pub(crate) fn build(tag: &str, dir: &str) -> f64 {
-    let context = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let started = Instant::now();
-    let context = context.to_str().unwrap();
-    docker_ok(&[
-        "build",
-        "--quiet",
-        "--build-arg",
-        &format!("BASE={BASE}"),
-        "--tag",
-        tag,
-        context,
-    ]);
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("built `{tag}` from {dir} in {seconds:.1} s");
-    seconds
 }
 
 /// The 127.0.0.1 port Docker published for `container`'s `port`.

@@ -176,7 +176,7 @@ pub(crate) mod lab {
 
     use super::*;
 
-    use crate::site::lab::{
+    use crate::common::site::{
         release_tarball, serve_mirror, sha256_hex, SERVE_PORT, STANDIN, TARBALL,
     };
 

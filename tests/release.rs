@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::deploy::{deployed_example, get, mp, mp_json, remove_stack, Example, STACK};
+use crate::common::images::BASE;
+use crate::common::site::provisioned;
 use crate::common::{minipaas, Lab};
-use crate::deploy::{
-    deployed_example, get, mp, mp_json, remove_stack, text, wait_for, Example, STACK,
-};
-use crate::images::BASE;
-use crate::site::lab::provisioned;
+use crate::common::{text, wait_for};
 
 /// What a client saw: response bodies by count, and every failure.
 #[derive(Default)]
@@ -140,7 +139,7 @@ fn step(action: &str, version: &str, result: &str) -> (String, String, String) {
 fn deployed_app(lab: &Lab) -> Example {
     remove_stack(lab);
     let ex = deployed_example(lab);
-    wait_for("version 1 through Caddy", 90, || {
+    wait_for("version 1 through Caddy", Duration::from_secs(90), || {
         get(lab, "/").filter(|b| *b == hello("1"))
     });
     ex
@@ -150,22 +149,26 @@ fn deployed_app(lab: &Lab) -> Example {
 /// at most a minute): Swarm replaces a task that failed to start (dockerd in the lab nodes
 /// sometimes loses a fresh container), and for a moment the old and the new one both want to run.
 fn running_images(lab: &Lab, service: &str) -> Vec<String> {
-    let settled = wait_for(&format!("`{service}` to run its replicas"), 60, || {
-        let out = lab.ssh_ok(
+    let settled = wait_for(
+        &format!("`{service}` to run its replicas"),
+        Duration::from_secs(60),
+        || {
+            let out = lab.ssh_ok(
             "node1",
             &format!(
                 "docker service inspect {STACK}_{service} --format 'want {{{{.Spec.Mode.Replicated.Replicas}}}}' 2>/dev/null; \
                  docker service ps {STACK}_{service} --filter desired-state=running --format '{{{{.Image}}}} {{{{.CurrentState}}}}' 2>/dev/null; true"
             ),
         );
-        let want: Option<usize> = out
-            .lines()
-            .find_map(|l| l.strip_prefix("want "))
-            .and_then(|n| n.trim().parse().ok());
-        let tasks: Vec<&str> = out.lines().filter(|l| !l.starts_with("want ")).collect();
-        (want == Some(tasks.len()) && tasks.iter().all(|t| t.contains(" Running ")))
-            .then(|| tasks.join("\n"))
-    });
+            let want: Option<usize> = out
+                .lines()
+                .find_map(|l| l.strip_prefix("want "))
+                .and_then(|n| n.trim().parse().ok());
+            let tasks: Vec<&str> = out.lines().filter(|l| !l.starts_with("want ")).collect();
+            (want == Some(tasks.len()) && tasks.iter().all(|t| t.contains(" Running ")))
+                .then(|| tasks.join("\n"))
+        },
+    );
     settled
         .lines()
         .map(|t| t.split(' ').next().unwrap_or_default().to_string())
@@ -281,12 +284,16 @@ fn lab_release_zero_downtime_rollback_history_and_canary() {
         ["example-app:2", "example-app:2"]
     );
     assert_eq!(running_images(&lab, "web-canary"), ["example-app:4"]);
-    let both = wait_for("both versions on the route", 90, || {
-        let mut versions: Vec<String> = (0..30).filter_map(|_| get(&lab, "/")).collect();
-        versions.sort();
-        versions.dedup();
-        (versions == [hello("2"), hello("4")]).then(|| versions.join(", "))
-    });
+    let both = wait_for(
+        "both versions on the route",
+        Duration::from_secs(90),
+        || {
+            let mut versions: Vec<String> = (0..30).filter_map(|_| get(&lab, "/")).collect();
+            versions.sort();
+            versions.dedup();
+            (versions == [hello("2"), hello("4")]).then(|| versions.join(", "))
+        },
+    );
     assert!(both.contains("version 4"), "{both}");
     let client = Client::start(&lab);
     mp(&env, &["deploy", "canary", "abort"]);

@@ -4,13 +4,14 @@
 //! swarm or leaves on a host shows a secret value.
 
 use std::process::Output;
+use std::time::Duration;
 
 use base64::Engine as _;
 
+use crate::common::deploy::{deployed_example, mp, small_stack, stack_gone};
+use crate::common::site::{provisioned, site_command};
 use crate::common::{minipaas, Lab};
-use crate::deploy::{deployed_example, mp, small_stack, stack_gone, text, wait_for};
-use crate::site::lab::provisioned;
-use crate::site::lab::site_command;
+use crate::common::{text, wait_for};
 
 /// What a user may well write in a value, and what a template engine would evaluate.
 const TEMPLATE_LIKE: &str =
@@ -21,18 +22,21 @@ const RENDERABLE: &str = "v {{ 1 + 1 }} {{ get_env(name=\"HOME\") }}";
 /// Runs `script` (sh) in the running task of `service` (`<stack>_<name>`) and returns what it
 /// printed, base64-decoded: the script prints base64 so that every byte is compared.
 fn in_task(lab: &Lab, service: &str, script: &str) -> Vec<u8> {
-    let b64 = wait_for(&format!("a running task of `{service}`"), 120, || {
-        let node = lab.ssh_ok(
+    let b64 = wait_for(
+        &format!("a running task of `{service}`"),
+        Duration::from_secs(120),
+        || {
+            let node = lab.ssh_ok(
             "node1",
             &format!(
                 "docker service ps {service} --filter desired-state=running --format '{{{{.Node}}}} {{{{.CurrentState}}}}' \
                  | awk '$2 == \"Running\" {{print $1; exit}}'"
             ),
         );
-        if node.is_empty() {
-            return None;
-        }
-        let out = lab.ssh(
+            if node.is_empty() {
+                return None;
+            }
+            let out = lab.ssh(
             &node,
             &format!(
                 "c=$(docker ps -q --filter label=com.docker.swarm.service.name={service} | head -n 1); \
@@ -40,10 +44,11 @@ fn in_task(lab: &Lab, service: &str, script: &str) -> Vec<u8> {
                 shell_quote(script)
             ),
         );
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    });
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        },
+    );
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap()

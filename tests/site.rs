@@ -320,256 +320,14 @@ pub(crate) mod lab {
     //! provisioning installs Docker, syslog-ng and friends from Debian's mirror on every node
     //! (several minutes); later runs reuse the converged lab.
 
-    use std::path::{Path, PathBuf};
-    use std::process::Output;
-    use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant};
+    use std::path::Path;
+
+    use std::time::Duration;
 
     use serde_json::Value;
 
-    use crate::common::{self, Lab};
-
-    /// The stand-in swarm-cronjob release: a script that sleeps, in the release's tar layout
-    /// (`./swarm-cronjob` beside `./LICENSE`).
-    pub(crate) const STANDIN: &str =
-        "#!/bin/sh\n# stand-in for swarm-cronjob in minipaas tests\nexec sleep infinity\n";
-    /// What a tampered mirror serves instead.
-    const TAMPERED: &str = "#!/bin/sh\n# tampered swarm-cronjob\nexec sleep infinity\n";
-    /// Where node3 serves the mirror; also the extra port the firewall must open.
-    pub(crate) const SERVE_PORT: u16 = 8000;
-    /// The release's file name for the lab's nodes (amd64).
-    pub(crate) const TARBALL: &str = "swarm-cronjob_1.14.0_linux_amd64.tar.gz";
-
-    fn root() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-    }
-
-    /// The lab's name: `mpsite`, or MINIPAAS_TEST_SITE_LAB so two checkouts on one machine
-    /// can each have their own.
-    pub(crate) fn name() -> String {
-        std::env::var("MINIPAAS_TEST_SITE_LAB").unwrap_or_else(|_| "mpsite".into())
-    }
-
-    /// One test at a time on this lab: they change its firewall and restart its nodes.
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
-        static M: Mutex<()> = Mutex::new(());
-        M.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) struct Site {
-        sha256: String,
-    }
-
-    /// The lab as it is now: `lab up` is idempotent and rewrites the inventory, whose SSH
-    /// ports change when a node container restarts.
-    pub(crate) fn lab() -> Lab {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("site-work");
-        common::lab_up(&name(), 3, 1, &dir)
-    }
-
-    pub(crate) fn output_text(out: &Output) -> String {
-        format!(
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    /// A release tarball as swarm-cronjob's release builds it (`tar -czf ... .`), holding
-    /// `script` as the binary; returns its bytes.
-    pub(crate) fn release_tarball(script: &str) -> Vec<u8> {
-        let tmp = tempfile::tempdir().unwrap();
-        let content = tmp.path().join("content");
-        std::fs::create_dir(&content).unwrap();
-        std::fs::write(content.join("swarm-cronjob"), script).unwrap();
-        std::fs::write(content.join("LICENSE"), "MIT\n").unwrap();
-        common::run_ok(
-            std::process::Command::new("tar")
-                .args([
-                    "--owner=0",
-                    "--group=0",
-                    "--mode=0755",
-                    "--mtime=2020-01-01",
-                    "--sort=name",
-                ])
-                .arg("-czf")
-                .arg(tmp.path().join("release.tar.gz"))
-                .arg("-C")
-                .arg(&content)
-                .arg("."),
-        );
-        std::fs::read(tmp.path().join("release.tar.gz")).unwrap()
-    }
-
-    pub(crate) fn sha256_hex(data: &[u8]) -> String {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(data))
-    }
-
-    /// The lab with a mirror of stand-in releases served over HTTP from node3 (a systemd unit,
-    /// so it comes back after a restart), each directory a release as GitHub serves it: the
-    /// tarball and `checksums.txt` (`sha256sum -b`, as swarm-cronjob's release writes it).
-    /// `v1.14.0/`: the stand-in and its sum. `tampered/`: another binary under the stand-in's
-    /// name, with the stand-in's sum. `unlisted/`: the stand-in, its checksums file listing
-    /// only other files.
-    fn site() -> &'static Site {
-        static SITE: OnceLock<Site> = OnceLock::new();
-        SITE.get_or_init(|| {
-            let lab = lab();
-            let tarball = release_tarball(STANDIN);
-            let sha256 = sha256_hex(&tarball);
-            let other = "swarm-cronjob_1.14.0_linux_arm64.tar.gz";
-            let listed = format!("{} *{other}\n{sha256} *{TARBALL}\n", "1".repeat(64));
-            let mirror = tempfile::tempdir().unwrap();
-            for (dir, bytes, sums) in [
-                ("v1.14.0", tarball.clone(), listed.clone()),
-                ("tampered", release_tarball(TAMPERED), listed),
-                (
-                    "unlisted",
-                    tarball,
-                    format!("{} *{other}\n", "1".repeat(64)),
-                ),
-            ] {
-                let d = mirror.path().join(dir);
-                std::fs::create_dir(&d).unwrap();
-                std::fs::write(d.join(TARBALL), bytes).unwrap();
-                std::fs::write(d.join("checksums.txt"), sums).unwrap();
-            }
-            serve_mirror(&lab, "node3", mirror.path());
-            Site { sha256 }
-        })
-    }
-
-    /// Serves the files of `mirror` over HTTP from `node` of `lab` (/srv/standin, port
-    /// [`SERVE_PORT`]; a systemd unit, so it comes back after a restart).
-    pub(crate) fn serve_mirror(lab: &Lab, node: &str, mirror: &Path) {
-        let container = lab.node(node).container.clone();
-        let st = common::docker(&["exec", &container, "mkdir", "-p", "/srv/standin"]);
-        assert!(st.status.success(), "{}", output_text(&st));
-        let cp = common::docker(&[
-            "cp",
-            &format!("{}/.", mirror.display()),
-            &format!("{container}:/srv/standin/"),
-        ]);
-        assert!(cp.status.success(), "{}", output_text(&cp));
-        lab.ssh_ok(
-            node,
-            &format!(
-                "systemctl is-active --quiet minipaas-test-http || \
-                 systemd-run --unit minipaas-test-http -p Restart=always \
-                 python3 -m http.server {SERVE_PORT} --directory /srv/standin"
-            ),
-        );
-    }
-
-    /// The URL of the stand-in tarball in `dir` of the mirror.
-    fn mirror_url(lab: &Lab, dir: &str) -> String {
-        format!(
-            "http://{}:{SERVE_PORT}/{dir}/{TARBALL}",
-            lab.node("node3").private_address
-        )
-    }
-
-    /// The site lab converged by site.yaml, held for the caller alone (every test here starts
-    /// from it; tests of other features, such as deploy, run on the cluster it builds).
-    pub(crate) fn provisioned() -> (std::sync::MutexGuard<'static, ()>, &'static Site, Lab) {
-        let guard = serial();
-        let site = site();
-        let lab = lab();
-        converge(site, &lab, &[]);
-        (guard, site, lab)
-    }
-
-    /// `minipaas provision` of playbooks/site.yaml on the site lab with the lab's usual -e
-    /// values; the caller adds its flags and values (later `-e` values win).
-    /// swarm-cronjob comes from the mirror's `v1.14.0/`, verified by its checksums file (no
-    /// `swarm_cronjob_sha256_*`: the default path).
-    pub(crate) fn site_command(_site: &Site, lab: &Lab) -> std::process::Command {
-        let url = format!("swarm_cronjob_url={}", mirror_url(lab, "v1.14.0"));
-        let mut cmd = common::minipaas();
-        cmd.current_dir(&lab.dir)
-            .arg("provision")
-            .arg("-i")
-            .arg(&lab.inventory)
-            .arg(root().join("playbooks/site.yaml"))
-            .arg("--templates")
-            .arg(root().join("templates"))
-            .args(["-e", &url])
-            .args(["-e", &format!("minipaas_extra_ports=[{SERVE_PORT}]")]);
-        cmd
-    }
-
-    /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
-    /// returns the exit code and the JSON recap.
-    pub(crate) fn provision(
-        site: &Site,
-        lab: &Lab,
-        flags: &[&str],
-        extra: &[String],
-    ) -> (i32, Value) {
-        let mut cmd = site_command(site, lab);
-        cmd.args(["--format", "json"]).args(flags);
-        for e in extra {
-            cmd.args(["-e", e]);
-        }
-        let out = cmd.output().expect("run minipaas");
-        let recap: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("no JSON recap ({e}):\n{}", output_text(&out)));
-        (out.status.code().unwrap_or(-1), recap)
-    }
-
-    pub(crate) fn failures(recap: &Value) -> Vec<String> {
-        recap["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["status"] == "failed")
-            .map(|t| format!("{}: {}: {}", t["host"], t["task"], t["message"]))
-            .collect()
-    }
-
-    pub(crate) fn changed(recap: &Value) -> Vec<String> {
-        recap["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["status"] == "changed")
-            .map(|t| format!("{}: {}", t["host"], t["task"]))
-            .collect()
-    }
-
-    /// Converged: a run that succeeds. Returns the recap.
-    pub(crate) fn converge(site: &Site, lab: &Lab, flags: &[&str]) -> Value {
-        let (code, recap) = provision(site, lab, flags, &[]);
-        assert_eq!(
-            code,
-            0,
-            "provision failed: {:#?}\n{recap:#}",
-            failures(&recap)
-        );
-        recap
-    }
-
-    pub(crate) fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !ok() {
-            assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_secs(2));
-        }
-    }
-
-    /// A one-binary image on `node`: busybox-static from Debian's mirror (no image can be
-    /// pulled), with a page to serve.
-    pub(crate) fn busybox_image(lab: &Lab, node: &str) {
-        lab.ssh_ok(
-            node,
-            "docker image inspect minipaas-test-busybox >/dev/null 2>&1 || { \
-             (dpkg -s busybox-static >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null) && \
-             d=$(mktemp -d) && mkdir -p $d/bin $d/www && cp /bin/busybox $d/bin/ && echo hello > $d/www/index.html && \
-             tar -C $d -c . | docker import - minipaas-test-busybox >/dev/null; }",
-        );
-    }
+    use crate::common::site::*;
+    use crate::common::{self, wait_until, Lab};
 
     fn ready_nodes(lab: &Lab) -> usize {
         let out = lab.ssh(
@@ -654,7 +412,7 @@ pub(crate) mod lab {
             "{:#?}",
             changed(&recap)
         );
-        wait_for("4 Ready nodes", Duration::from_secs(60), || {
+        wait_until("4 Ready nodes", Duration::from_secs(60), || {
             ready_nodes(&lab4) == 4
         });
         let again = converge(site, &lab4, &[]);
@@ -748,7 +506,7 @@ pub(crate) mod lab {
             &format!("curl -sS -m 5 -o /dev/null http://{node2}:8001/"),
         );
         // 28: timed out. Dropped, not refused (7).
-        assert_eq!(out.status.code(), Some(28), "{}", output_text(&out));
+        assert_eq!(out.status.code(), Some(28), "{}", common::text(&out));
 
         // Docker's own tables are intact next to ours, and ours has no foreign chains.
         let tables = lab.ssh_ok("node2", "nft list tables");
@@ -771,7 +529,7 @@ pub(crate) mod lab {
              --constraint node.hostname==node3 --publish published=8080,target=8080,mode=host minipaas-test-busybox \
              /bin/busybox httpd -f -p 8080 -h /www",
         );
-        wait_for(
+        wait_until(
             "the published service on node3",
             Duration::from_secs(120),
             || {
@@ -800,7 +558,7 @@ pub(crate) mod lab {
             "node2",
             &format!("docker run --rm --name logtest minipaas-test-busybox /bin/busybox sh -c 'echo \"{marker}\"'"),
         );
-        wait_for(
+        wait_until(
             "the container's line in syslog-ng's files",
             Duration::from_secs(30),
             || {
@@ -842,7 +600,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             script.path().to_str().unwrap(),
             &format!("{}:/root/tgcapture.py", node3.container),
         ]);
-        assert!(cp.status.success(), "{}", output_text(&cp));
+        assert!(cp.status.success(), "{}", common::text(&cp));
         lab.ssh_ok(
             "node3",
             "rm -f /root/telegram.log; systemctl is-active --quiet minipaas-test-telegram || \
@@ -865,7 +623,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             "node2",
             &format!("docker run --rm --name tgtest minipaas-test-busybox /bin/busybox sh -c 'echo {marker}'"),
         );
-        wait_for(
+        wait_until(
             "the alert at the local Telegram endpoint",
             Duration::from_secs(60),
             || {
@@ -901,7 +659,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
         assert_ne!(code, 0, "a run that locked minipaas out must fail");
         assert_eq!(recap["hosts"]["node3"]["unreachable"], true, "{recap:#}");
         // The revert timer fires and new SSH connections work again.
-        wait_for("node3 to accept SSH again", Duration::from_secs(90), || {
+        wait_until("node3 to accept SSH again", Duration::from_secs(90), || {
             lab.ssh("node3", "true").status.success()
         });
         let rules = lab.ssh_ok("node3", "nft list table inet minipaas");
@@ -997,12 +755,12 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
         for node in ["node1", "node2"] {
             let c = &lab.node(node).container;
             let out = common::docker(&["restart", c]);
-            assert!(out.status.success(), "{}", output_text(&out));
+            assert!(out.status.success(), "{}", common::text(&out));
         }
         // The restarted containers publish SSH on new ports: read the lab again.
         let lab = &self::lab();
         for node in ["node1", "node2"] {
-            wait_for(
+            wait_until(
                 &format!("{node} to answer SSH"),
                 Duration::from_secs(120),
                 || {
@@ -1018,7 +776,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             assert!(rules.contains("policy drop"), "{rules}");
             lab.ssh_ok(node, "systemctl is-active docker syslog-ng");
         }
-        wait_for(
+        wait_until(
             "3 Ready nodes after the restart",
             Duration::from_secs(180),
             || ready_nodes(lab) == 3,
@@ -1105,7 +863,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
                 tmp.path().join(who).to_str().unwrap(),
                 &format!("{node2}:/root/mpt-tls/{who}"),
             ]);
-            assert!(cp.status.success(), "{}", output_text(&cp));
+            assert!(cp.status.success(), "{}", common::text(&cp));
         }
         let tls = format!("docker_tls_dir={}", pki.display());
 
@@ -1130,7 +888,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             lab.ssh_ok("node1", "stat -c '%n %a' /etc/docker/ca.pem /etc/docker/server-cert.pem /etc/docker/server-key.pem"),
             "/etc/docker/ca.pem 644\n/etc/docker/server-cert.pem 644\n/etc/docker/server-key.pem 600"
         );
-        wait_for(
+        wait_until(
             "the TLS API with our client certificate",
             Duration::from_secs(90),
             || tls_node_ls(&lab, Some("ours")),
@@ -1164,7 +922,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
         let (code, recap) = provision(site, &lab, &[], std::slice::from_ref(&tls));
         assert_eq!(code, 0, "{:#?}", failures(&recap));
         assert_eq!(restarts(&recap, "node1"), 1, "{:#?}", changed(&recap));
-        wait_for(
+        wait_until(
             "the TLS API after rotation",
             Duration::from_secs(90),
             || tls_node_ls(&lab, Some("ours")),
@@ -1176,7 +934,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             lab.ssh_ok("node1", "ls /etc/docker/ca.pem 2>/dev/null | wc -l"),
             "0"
         );
-        wait_for("docker back on the socket", Duration::from_secs(90), || {
+        wait_until("docker back on the socket", Duration::from_secs(90), || {
             ready_nodes(&lab) == 3
         });
     }

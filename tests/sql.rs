@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use crate::pg::TestDb;
+use crate::common::pg::TestDb;
 
 fn minipaas(db: &TestDb, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_minipaas"))
@@ -61,7 +61,7 @@ fn sql_queue_100k_jobs_16_workers_a_quarter_dying_mid_job() {
             let (acks, deaths, name) = (acks.clone(), deaths.clone(), db.name.clone());
             thread::spawn(move || {
                 let killer = w < 4;
-                let mut client = crate::pg::connect_to(&name);
+                let mut client = crate::common::pg::connect_to(&name);
                 let mut batch_no = 0u64;
                 let deadline = Instant::now() + Duration::from_secs(240);
                 loop {
@@ -108,7 +108,7 @@ fn sql_queue_100k_jobs_16_workers_a_quarter_dying_mid_job() {
                     if !rest.is_empty() {
                         deaths.fetch_add(1, Ordering::SeqCst);
                         drop(client);
-                        client = crate::pg::connect_to(&name);
+                        client = crate::common::pg::connect_to(&name);
                     }
                 }
             })
@@ -165,7 +165,7 @@ fn sql_queue_failing_jobs_go_to_the_dead_letter_and_come_back() {
         .map(|_| {
             let name = db.name.clone();
             thread::spawn(move || {
-                let mut c = crate::pg::connect_to(&name);
+                let mut c = crate::common::pg::connect_to(&name);
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while count(&mut c, "SELECT dead FROM minipaas_queue_stats('fails')") < 200 {
                     assert!(Instant::now() < deadline, "jobs never all went dead");
@@ -506,7 +506,7 @@ fn stream_workload(db: &TestDb, flavor: Streams) -> Vec<Vec<String>> {
         .map(|k| {
             let (name, done) = (db.name.clone(), done.clone());
             thread::spawn(move || {
-                let mut c = crate::pg::connect_to(&name);
+                let mut c = crate::common::pg::connect_to(&name);
                 let group = format!("g{k}");
                 if flavor == Streams::Minipaas {
                     c.execute("SELECT minipaas_stream_group_create('ev', $1)", &[&group])
@@ -548,7 +548,7 @@ fn stream_workload(db: &TestDb, flavor: Streams) -> Vec<Vec<String>> {
         .map(|p| {
             let name = db.name.clone();
             thread::spawn(move || {
-                let mut c = crate::pg::connect_to(&name);
+                let mut c = crate::common::pg::connect_to(&name);
                 for round in 0..10 {
                     let long = (p + round) % 2 == 0;
                     if !long {
@@ -726,7 +726,7 @@ fn sql_migrate_is_idempotent_and_refuses_a_newer_schema() {
         "{err}"
     );
     assert!(
-        !err.contains(crate::pg::PASSWORD),
+        !err.contains(crate::common::pg::PASSWORD),
         "the password leaked: {err}"
     );
     assert_eq!(schema_fingerprint(&mut c), before);
@@ -736,10 +736,12 @@ fn sql_migrate_is_idempotent_and_refuses_a_newer_schema() {
 fn sql_files_install_with_plain_psql_and_migrate_takes_over() {
     let db = TestDb::new("psqlf");
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/001_queues.sql");
-    let url = db.url().replace(&format!(":{}@", crate::pg::PASSWORD), "@");
+    let url = db
+        .url()
+        .replace(&format!(":{}@", crate::common::pg::PASSWORD), "@");
     let out = Command::new("psql")
         .args(["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", file, &url])
-        .env("PGPASSWORD", crate::pg::PASSWORD)
+        .env("PGPASSWORD", crate::common::pg::PASSWORD)
         .output()
         .expect("psql runs");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -779,8 +781,10 @@ fn sql_bad_url_and_names_are_usage_errors() {
 #[test]
 fn sql_url_and_password_from_the_environment() {
     let db = TestDb::new("envurl");
-    let bare = db.url().replace(&format!(":{}@", crate::pg::PASSWORD), "@");
-    assert!(!bare.contains(crate::pg::PASSWORD));
+    let bare = db
+        .url()
+        .replace(&format!(":{}@", crate::common::pg::PASSWORD), "@");
+    assert!(!bare.contains(crate::common::pg::PASSWORD));
     let home = tempfile::tempdir().unwrap();
     let status = |envs: &[(&str, &str)]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_minipaas"));
@@ -797,7 +801,7 @@ fn sql_url_and_password_from_the_environment() {
     // Without a password anywhere, the server refuses: the others below are really used.
     let out = status(&[]);
     assert!(!out.status.success(), "{}", text(&out.stdout));
-    let out = status(&[("PGPASSWORD", crate::pg::PASSWORD)]);
+    let out = status(&[("PGPASSWORD", crate::common::pg::PASSWORD)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).starts_with("schema version"),
@@ -807,7 +811,11 @@ fn sql_url_and_password_from_the_environment() {
     let pgpass = home.path().join(".pgpass");
     std::fs::write(
         &pgpass,
-        format!("*:*:*:{}:{}\n", crate::pg::USER, crate::pg::PASSWORD),
+        format!(
+            "*:*:*:{}:{}\n",
+            crate::common::pg::USER,
+            crate::common::pg::PASSWORD
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -14,9 +14,15 @@
 // Helpers for every feature's tests; each test module uses only some of them.
 #![allow(dead_code)]
 
+pub(crate) mod deploy;
+pub(crate) mod images;
+pub(crate) mod pg;
+pub(crate) mod site;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The shared lab's name: `mptest`, or `MINIPAAS_TEST_LAB`.
 pub fn shared_lab_name() -> String {
@@ -228,4 +234,25 @@ impl Lab {
                 .args(["lab", "down", "--name", &self.name]),
         )
     }
+}
+
+/// Polls `f` every 2 s until it gives a value, for at most `timeout`; returns the value.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({} s)",
+            timeout.as_secs()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// [`wait_for`] a condition.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    wait_for(what, timeout, || ok().then_some(()))
 }

@@ -1,0 +1,237 @@
+//! The deploy side on the site lab: `minipaas` run in an env dir, the example app deployed
+//! through Caddy, small stacks of the tests' own, and their removal.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::images::{self, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
+use super::site::sha256_hex;
+use super::{minipaas, text, wait_for, Lab};
+
+pub(crate) const STACK: &str = "minipaas";
+
+/// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
+pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
+    let out = minipaas()
+        .current_dir(dir)
+        .env("MINIPAAS_BASE_IMAGE", BASE)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs an engine-backed command with `--format json`; must succeed. Returns the changed tasks.
+pub(crate) fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--format", "json"]);
+    let out = minipaas()
+        .current_dir(dir)
+        .env("MINIPAAS_BASE_IMAGE", BASE)
+        .args(&all)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
+    let recap: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON recap ({e}): {}", text(&out)));
+    recap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "changed")
+        .map(|t| format!("{}: {}", t["host"], t["task"]))
+        .collect()
+}
+
+/// An HTTP GET through Caddy on node1's published port, with the route's host.
+pub(crate) fn get(lab: &Lab, path: &str) -> Option<String> {
+    let addr = format!("{}:8000", lab.node("node1").private_address);
+    let out = Command::new("curl")
+        .args(["-fsS", "-m", "5", "-H", "Host: localhost"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+pub(crate) fn sha12(value: &str) -> String {
+    sha256_hex(value.as_bytes())[..12].to_string()
+}
+
+/// The stack and its secrets from an earlier run gone, so this run proves a first deploy.
+pub(crate) fn remove_stack(lab: &Lab) {
+    stack_gone(lab, STACK);
+    lab.ssh_ok(
+        "node1",
+        &format!(
+            "docker secret ls -q --filter label=minipaas.stack={STACK} | xargs -r docker secret rm >/dev/null; \
+             docker config ls -q --filter label=minipaas.history={STACK} | xargs -r docker config rm >/dev/null; \
+             rm -rf /var/lib/minipaas/stacks/{STACK}"
+        ),
+    );
+    // And its volumes (PostgreSQL keeps the password of its first start), and the app's image,
+    // so that shipping it is proven.
+    for n in &lab.nodes {
+        lab.ssh_ok(
+            &n.name,
+            &format!(
+                "docker volume ls -q --filter label=com.docker.stack.namespace={STACK} | xargs -r docker volume rm >/dev/null; \
+                 docker image rm -f example-app:1 >/dev/null 2>&1; true"
+            ),
+        );
+    }
+}
+
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "__pycache__" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Removes `stack` from the swarm and waits until its network and containers are gone (a
+/// deploy while they go fails).
+pub(crate) fn stack_gone(lab: &Lab, stack: &str) {
+    lab.ssh_ok(
+        "node1",
+        &format!(
+            "docker stack rm {stack} >/dev/null 2>&1; \
+             for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={stack})\" ] \
+               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
+        ),
+    );
+}
+
+/// A stack of its own in `env` (no Caddy, no PostgreSQL) from `compose`, its services workers.
+pub(crate) fn small_stack(lab: &Lab, env: &Path, stack: &str, compose: &str, services: &[&str]) {
+    stack_gone(lab, stack);
+    std::fs::write(env.join("compose.yaml"), compose).unwrap();
+    let inventory = lab.inventory.display().to_string();
+    mp(
+        env,
+        &[
+            "code",
+            "init",
+            "-c",
+            "compose.yaml",
+            "--stack",
+            stack,
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+        ],
+    );
+    let path = env.join("minipaas.yaml");
+    let mut settings: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    settings["runtime"]["caddy"] = false.into();
+    settings["runtime"]["postgres"] = false.into();
+    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
+    mp(env, &["code", "init"]);
+    let mut worker = vec!["code", "worker"];
+    worker.extend(services);
+    mp(env, &worker);
+}
+
+/// The example app copied into `work/app` with its env `work/app/deploy` made by `code init`
+/// for `lab`, and the images it needs on this machine (no registry: a local Debian base and
+/// the runtime's images). Returns the app's directory.
+pub(crate) fn init_example(lab: &Lab, work: &Path) -> PathBuf {
+    mp(Path::new("."), &["lab", "base-image"]);
+    images::build(POSTGRES_IMAGE, "runtime/postgres");
+    images::build(CADDY_IMAGE, "runtime/caddy");
+    let app = work.join("app");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app"),
+        &app,
+    );
+    // The demo's env, when scripts/demo ran here, is not part of the example.
+    let _ = std::fs::remove_dir_all(app.join("demo"));
+    let inventory = lab.inventory.display().to_string();
+    mp(
+        &app,
+        &[
+            "code",
+            "init",
+            "--env",
+            "deploy",
+            "-c",
+            "../compose.yaml",
+            "--inventory",
+            &inventory,
+            "--endpoint-mode",
+            "dnsrr",
+            "--caddy-image",
+            CADDY_IMAGE,
+            "--postgres-image",
+            POSTGRES_IMAGE,
+        ],
+    );
+    app
+}
+
+/// The example app as the deploy test sets it up (web, worker, migrate job, cleanup cron; the
+/// runtime's Caddy and PostgreSQL; its secrets), built, rolled out and routed, in a fresh
+/// temporary directory. Over a stack that runs already this changes little.
+pub(crate) struct Example {
+    pub(crate) _work: tempfile::TempDir,
+    /// The env directory.
+    pub(crate) env: PathBuf,
+}
+
+pub(crate) fn deployed_example(lab: &Lab) -> Example {
+    let work = tempfile::tempdir().unwrap();
+    let env = init_example(lab, work.path()).join("deploy");
+    mp(&env, &["code", "route", "http://localhost/", "web:8000"]);
+    mp(&env, &["code", "worker", "worker"]);
+    mp(&env, &["code", "job", "migrate"]);
+    // Daily, so that no run starts while a test counts tasks.
+    mp(&env, &["code", "cron", "cleanup", "--cron", "0 3 * * *"]);
+    let values = work.path().join("values");
+    std::fs::create_dir_all(&values).unwrap();
+    std::fs::write(values.join("pg"), "pg-password-1").unwrap();
+    std::fs::write(values.join("app"), "app-secret-one").unwrap();
+    let (pg, app_secret) = (values.join("pg"), values.join("app"));
+    let (pg, app_secret) = (pg.to_str().unwrap(), app_secret.to_str().unwrap());
+    let mut create_pg = vec!["secret", "create", "postgres_password", pg, "--for"];
+    create_pg.extend(["postgres", "web", "worker", "migrate", "cleanup"]);
+    // PostgreSQL keeps the password of its volume's first start: a stack left with another
+    // password goes first.
+    let mut check_pg = create_pg.clone();
+    check_pg.push("--check");
+    if !mp_json(&env, &check_pg).is_empty() {
+        remove_stack(lab);
+    }
+    mp(&env, &create_pg);
+    mp(
+        &env,
+        &["secret", "create", "app_secret", app_secret, "--for", "web"],
+    );
+    mp(&env, &["deploy", "build"]);
+    mp(&env, &["deploy", "rollout", "--timeout", "300"]);
+    mp(&env, &["deploy", "routing"]);
+    wait_for("the app through Caddy", Duration::from_secs(60), || {
+        get(lab, "/")
+    });
+    Example { _work: work, env }
+}
