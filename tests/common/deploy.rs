@@ -13,14 +13,19 @@ use super::{minipaas, text, wait_for, Lab};
 
 pub(crate) const STACK: &str = "minipaas";
 
-/// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
-pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
-    let out = minipaas()
+/// Runs minipaas in `dir` (an env dir, or where its work goes), whatever its exit.
+pub(crate) fn mp_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    minipaas()
         .current_dir(dir)
         .env("MINIPAAS_BASE_IMAGE", BASE)
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
+pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
+    let out = mp_run(dir, args);
     assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
     format!(
         "{}{}",
