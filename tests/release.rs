@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::deploy::{deployed_example, get, mp, mp_json, remove_stack, Example, STACK};
-use crate::common::images::BASE;
+use crate::common::deploy::{
+    deployed_example, get, mp, mp_json, mp_run, remove_stack, Example, STACK,
+};
 use crate::common::site::provisioned;
 use crate::common::{minipaas, Lab};
 use crate::common::{text, wait_for};
@@ -98,12 +99,7 @@ fn set_version(env: &Path, version: &str) {
 
 /// `minipaas ARGS` in `dir`, whatever its exit: (exit code, stdout + stderr).
 fn mp_any(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = minipaas()
-        .current_dir(dir)
-        .env("MINIPAAS_BASE_IMAGE", BASE)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = mp_run(dir, args);
     (out.status.code(), text(&out))
 }
 
