@@ -195,7 +195,8 @@ fn lab_firewall_scan_from_outside_finds_only_the_declared_ports() {
             r["filtered"].as_u64().unwrap(),
         );
         println!(
-            "{} ({}): 10000 TCP ports probed, open {open:?}, closed {closed}, filtered {filtered}",
+            "{} ({}): 10000 TCP ports probed, open {open:?} (expected: a subset of the declared \
+             {declared:?}, with 22), closed {closed}, filtered {filtered}",
             n.name, n.private_address
         );
         total_open += open.len();
