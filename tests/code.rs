@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{minipaas, run_ok};
+use crate::common::deploy::{mp, mp_run};
+use crate::common::{minipaas, run_ok, text};
 
 const COMPOSE: &str = "\
 # The user's file: comments and formatting must survive untouched.
@@ -289,24 +290,18 @@ fn deploy_status_exits_1_when_the_manager_cannot_be_reached() {
         "all: {}\ngroups:\n  managers:\n    hosts:\n      manager1: {address: 127.0.0.1, port: 1}\n",
     )
     .unwrap();
-    run_ok(
-        minipaas()
-            .args([
-                "code",
-                "init",
-                "-c",
-                "compose.yaml",
-                "--inventory",
-                "inventory.yaml",
-            ])
-            .arg("--env")
-            .arg(dir),
+    mp(
+        dir,
+        &[
+            "code",
+            "init",
+            "-c",
+            "compose.yaml",
+            "--inventory",
+            "inventory.yaml",
+        ],
     );
-    let out = minipaas()
-        .args(["deploy", "status", "--env"])
-        .arg(dir)
-        .output()
-        .unwrap();
+    let out = mp_run(dir, &["deploy", "status"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -315,15 +310,6 @@ fn deploy_status_exits_1_when_the_manager_cannot_be_reached() {
         "{stderr}"
     );
     // Bad input still exits 2: an inventory that is not there.
-    let out = minipaas()
-        .args(["deploy", "status", "-i", "nope.yaml", "--env"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = mp_run(dir, &["deploy", "status", "-i", "nope.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }

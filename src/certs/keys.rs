@@ -22,7 +22,7 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    pub(super) fn algorithm(self) -> &'static SignatureAlgorithm {
+    fn algorithm(self) -> &'static SignatureAlgorithm {
         match self {
             KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,

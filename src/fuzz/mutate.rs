@@ -23,7 +23,7 @@ impl Rng {
 }
 
 /// Tokens that mean something to one of the formats read.
-pub(super) const TOKENS: &[&str] = &[
+const TOKENS: &[&str] = &[
     "{{",
     "}}",
     "\"\"",
@@ -149,7 +149,7 @@ pub(super) const TOKENS: &[&str] = &[
 ];
 
 /// Numbers at the edges of the integer types a loader may parse into.
-pub(super) const NUMBERS: &[&str] = &[
+const NUMBERS: &[&str] = &[
     "0",
     "-1",
     "255",
@@ -168,7 +168,7 @@ pub(super) const NUMBERS: &[&str] = &[
 ];
 
 /// Bytes that are not UTF-8 or are otherwise special to a parser.
-pub(super) const BYTES: &[u8] = &[
+const BYTES: &[u8] = &[
     0, 0xff, 0xfe, 0xc3, 0x80, 0xed, b'"', b'\'', b':', b'-', b'[', b']', b'{', b'}', b'#', b'=',
     b'\t', b'\n', b'\r', b'&', b'*', b'!', b'|', b'>', b'%', b'\\', b' ', b',', b'@', b'$', b'0',
 ];
@@ -182,7 +182,7 @@ pub(super) fn join(lines: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Text nested `depth` levels in the flow or block style of YAML/JSON, or in Tera blocks.
-pub(super) fn nested(rng: &mut Rng) -> Vec<u8> {
+fn nested(rng: &mut Rng) -> Vec<u8> {
     let depth = 1 + rng.below(300);
     let s = match rng.below(5) {
         0 => format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
@@ -201,7 +201,7 @@ pub(super) fn nested(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// The billion-laughs pattern: each alias level doubles (or tenfolds) the expanded size.
-pub(super) fn alias_bomb(rng: &mut Rng) -> Vec<u8> {
+fn alias_bomb(rng: &mut Rng) -> Vec<u8> {
     let levels = 4 + rng.below(12);
     let mut s = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for i in 1..levels {

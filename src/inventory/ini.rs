@@ -123,7 +123,7 @@ pub(super) fn parse_ini(path: &Path, text: &str) -> Result<RawInventory, Invento
     Ok(inv)
 }
 
-pub(super) fn ini_group<'a>(inv: &'a mut RawInventory, name: &str) -> &'a mut RawGroup {
+fn ini_group<'a>(inv: &'a mut RawInventory, name: &str) -> &'a mut RawGroup {
     let idx = match inv.groups.0.iter().position(|(n, _)| n == name) {
         Some(i) => i,
         None => {
@@ -136,7 +136,7 @@ pub(super) fn ini_group<'a>(inv: &'a mut RawInventory, name: &str) -> &'a mut Ra
     inv.groups.0[idx].1.get_or_insert_with(RawGroup::default)
 }
 
-pub(super) fn apply_ini_var(
+fn apply_ini_var(
     conn: &mut RawConn,
     vars: &mut Map<String, Value>,
     key: &str,
@@ -175,7 +175,7 @@ pub(super) fn apply_ini_var(
     Ok(())
 }
 
-pub(super) fn unquote(v: &str) -> String {
+fn unquote(v: &str) -> String {
     let b = v.as_bytes();
     if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
         v[1..v.len() - 1].to_string()
@@ -185,7 +185,7 @@ pub(super) fn unquote(v: &str) -> String {
 }
 
 /// Splits on whitespace, keeping quoted values (`k="a b"`) together.
-pub(super) fn split_ini_words(line: &str) -> Result<Vec<String>, String> {
+fn split_ini_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;

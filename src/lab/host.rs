@@ -5,11 +5,11 @@ use super::{docker, node, LabError};
 
 /// About 5 inotify instances per systemd node were measured (26 nodes fit the default 128);
 /// 8 leaves room for the nested engines and the host's own users.
-pub(super) const INOTIFY_PER_NODE: u64 = 8;
+const INOTIFY_PER_NODE: u64 = 8;
 
-pub(super) const INOTIFY_RAISED: u64 = 1024;
+const INOTIFY_RAISED: u64 = 1024;
 
-pub(super) const INOTIFY_FILE: &str = "/proc/sys/fs/inotify/max_user_instances";
+const INOTIFY_FILE: &str = "/proc/sys/fs/inotify/max_user_instances";
 
 /// Raises fs.inotify.max_user_instances when the lab nodes on this engine, `adding` more,
 /// would exhaust it. Returns a change line when it raised the limit.

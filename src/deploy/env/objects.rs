@@ -60,7 +60,7 @@ pub(super) fn refs(s: &AppService, kind: ObjectKind) -> &Vec<ObjectRef> {
     }
 }
 
-pub(super) fn refs_mut(s: &mut AppService, kind: ObjectKind) -> &mut Vec<ObjectRef> {
+fn refs_mut(s: &mut AppService, kind: ObjectKind) -> &mut Vec<ObjectRef> {
     match kind {
         ObjectKind::Secret => &mut s.secrets,
         ObjectKind::Config => &mut s.configs,

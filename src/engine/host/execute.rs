@@ -45,7 +45,7 @@ impl HostRun<'_> {
         r
     }
 
-    pub(super) async fn run_module(
+    async fn run_module(
         &self,
         task: &Task,
         module: &Module,
@@ -154,7 +154,7 @@ impl HostRun<'_> {
         Ok(())
     }
 
-    pub(super) fn run_local(&self, task: &Task, vars: &Value, r: &mut UnitResult) {
+    fn run_local(&self, task: &Task, vars: &Value, r: &mut UnitResult) {
         let args = match template::render_value(&task.args, vars) {
             Ok(a) => a,
             Err(e) => return r.fail(crate::error::chain(&e)),
@@ -260,7 +260,7 @@ pub(super) fn short(v: &Value) -> String {
     }
 }
 
-pub(super) fn last_lines(text: &str, n: usize) -> String {
+fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim().lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -62,7 +62,7 @@ impl HostRun<'_> {
         Prepared { task, units }
     }
 
-    pub(super) fn prepare_units(&self, task: &Task) -> Result<Vec<Unit>, String> {
+    fn prepare_units(&self, task: &Task) -> Result<Vec<Unit>, String> {
         let err = |e: &dyn std::error::Error| crate::error::chain(e);
         let base = self.vars.clone();
         // Task vars may use the loop item, and `loop` may use task vars that do not: the list

@@ -139,7 +139,7 @@ pub(super) async fn authenticate_with_agent(
 
 /// rsa-sha2-512 or -256 as the server allows; plain ssh-rsa (SHA-1) only for a server that
 /// announces neither.
-pub(super) async fn rsa_hash(handle: &Handle<HostKeyCheck>) -> Option<HashAlg> {
+async fn rsa_hash(handle: &Handle<HostKeyCheck>) -> Option<HashAlg> {
     handle
         .best_supported_rsa_hash()
         .await

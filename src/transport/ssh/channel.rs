@@ -88,7 +88,7 @@ impl Drop for ChannelSlot {
 
 /// Ends an abandoned channel. Reading all the while keeps an unread channel from stalling the
 /// connection.
-pub(super) async fn abandon(
+async fn abandon(
     read: &mut ChannelReadHalf,
     write: &ChannelWriteHalf<Msg>,
     started: bool,

@@ -30,7 +30,7 @@ pub(super) fn config_for(recorded: &[Algorithm]) -> Arc<client::Config> {
 /// `offered` in its order, less the types not in `recorded` (an RSA key on record allows every
 /// RSA signature hash). A recorded type `offered` does not know is left out: russh could not
 /// verify it.
-pub(super) fn recorded_only(offered: &[Algorithm], recorded: &[Algorithm]) -> Vec<Algorithm> {
+fn recorded_only(offered: &[Algorithm], recorded: &[Algorithm]) -> Vec<Algorithm> {
     let is_recorded = |a: &Algorithm| {
         recorded.iter().any(|r| {
             r == a || (matches!(r, Algorithm::Rsa { .. }) && matches!(a, Algorithm::Rsa { .. }))
