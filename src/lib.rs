@@ -24,6 +24,7 @@ pub mod progress;
 pub mod role;
 pub mod source;
 pub mod sql;
+pub mod swarm;
 pub mod template;
 pub mod transport;
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each top-level module's layer: a module may use only modules of a higher number. Leaves
-/// (inventory, template, source, role, error) use nothing above them.
+/// (inventory, role, swarm, template, source, error) use nothing above them.
 const LAYERS: &[(&str, u32)] = &[
     ("cli", 0),
     ("commands", 1),
@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("inventory", 7),
     ("role", 7),
     ("template", 8),
+    ("swarm", 7),
     ("source", 9),
     ("error", 10),
 ];

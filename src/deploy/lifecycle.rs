@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::cluster::{Cluster, OpsError};
-use super::plans::{CONVERGE_SH, LIFECYCLE_SH, REMOVE, RESTART, SCALE};
+use super::plans::{LIFECYCLE_SH, REMOVE, RESTART, SCALE};
 use super::stack::STACKS_DIR;
 use crate::engine::{Event, Recap};
 
@@ -24,7 +24,6 @@ pub async fn restart(
     let mut vars = Map::new();
     vars.insert("stack".into(), json!(stack));
     vars.insert("services".into(), json!(services));
-    vars.insert("converge_script".into(), json!(CONVERGE_SH));
     vars.insert("timeout".into(), json!(timeout.as_secs()));
     c.run("restart.yaml", RESTART, &c.manager.0, vars, events)
         .await
@@ -46,7 +45,6 @@ pub async fn scale(
     let mut vars = Map::new();
     vars.insert("stack".into(), json!(stack));
     vars.insert("scales".into(), json!(items));
-    vars.insert("converge_script".into(), json!(CONVERGE_SH));
     vars.insert("lifecycle_script".into(), json!(LIFECYCLE_SH));
     vars.insert("timeout".into(), json!(timeout.as_secs()));
     c.run("scale.yaml", SCALE, &c.manager.0, vars, events).await

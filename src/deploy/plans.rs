@@ -12,7 +12,6 @@ pub(super) const SMOKE: &str = include_str!("plans/smoke.yaml");
 pub(super) const RESTART: &str = include_str!("plans/restart.yaml");
 pub(super) const SCALE: &str = include_str!("plans/scale.yaml");
 pub(super) const REMOVE: &str = include_str!("plans/remove.yaml");
-pub(super) const CONVERGE_SH: &str = include_str!("plans/converge.sh");
 pub(super) const PRUNE_SH: &str = include_str!("plans/prune.sh");
 pub(super) const SMOKE_SH: &str = include_str!("plans/smoke.sh");
 pub(super) const LIFECYCLE_SH: &str = include_str!("plans/lifecycle.sh");

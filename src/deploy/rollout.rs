@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::cluster::{Cluster, OpsError};
-use super::plans::{CONVERGE_SH, ROLLOUT};
+use super::plans::ROLLOUT;
 use super::stack::{stack_digest, StackFile, STACKS_DIR};
 use crate::engine::{Event, Recap};
 use crate::template::shell_quote;
@@ -16,24 +16,8 @@ use crate::template::shell_quote;
 /// deployed (or tried to be), which is what history records.
 pub const DEPLOY_TASK: &str = "docker stack deploy";
 
-/// What a rollout is for, which decides how the convergence check reads a rolled-back service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Converge {
-    /// New files: a service Swarm rolled back failed the rollout.
-    Update,
-    /// Files deployed before (rollback, canary abort): a service Swarm rolled back is already
-    /// where it is going.
-    Restore,
-}
-
-impl Converge {
-    pub(super) fn as_arg(self) -> &'static str {
-        match self {
-            Converge::Update => "update",
-            Converge::Restore => "restore",
-        }
-    }
-}
+/// What a rollout is for, which decides how the wait reads a rolled-back service.
+pub use crate::swarm::converge::Goal as Converge;
 
 /// What one rollout deploys.
 pub struct Rollout<'a> {
@@ -81,8 +65,7 @@ pub async fn rollout(
     vars.insert("version".into(), json!(version));
     vars.insert("jobs".into(), json!(jobs));
     vars.insert("digest".into(), json!(stack_digest(version, files)));
-    vars.insert("converge_script".into(), json!(CONVERGE_SH));
-    vars.insert("converge".into(), json!(converge.as_arg()));
+    vars.insert("restore".into(), json!(converge == Converge::Restore));
     vars.insert("timeout".into(), json!(timeout.as_secs()));
     c.run("rollout.yaml", ROLLOUT, &c.on_manager(), vars, events)
         .await

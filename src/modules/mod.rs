@@ -16,6 +16,7 @@ pub mod file;
 pub mod files;
 pub mod get_url;
 pub mod lineinfile;
+pub mod swarm_converged;
 pub mod systemd;
 
 use std::fmt;
@@ -40,6 +41,8 @@ pub enum ModuleKind {
     LineInFile,
     Cron,
     DockerImage,
+    /// Wait until a stack's services converged; changes nothing.
+    SwarmConverged,
     /// Print a message; touches no host.
     Debug,
     /// Fail the host with a message; touches no host.
@@ -62,6 +65,7 @@ const KINDS: &[(&str, ModuleKind)] = &[
     ("lineinfile", ModuleKind::LineInFile),
     ("cron", ModuleKind::Cron),
     ("docker_image", ModuleKind::DockerImage),
+    ("swarm_converged", ModuleKind::SwarmConverged),
     ("debug", ModuleKind::Debug),
     ("fail", ModuleKind::Fail),
     ("set_fact", ModuleKind::SetFact),
@@ -80,6 +84,7 @@ const NAMES: &[&str] = &[
     "lineinfile",
     "cron",
     "docker_image",
+    "swarm_converged",
     "debug",
     "fail",
     "set_fact",
@@ -193,6 +198,10 @@ impl ModuleKind {
                 &["name", "cron_file"],
             ),
             DockerImage => (&["name", "id", "archive"], &["name", "id", "archive"]),
+            SwarmConverged => (
+                &["stack", "timeout", "since", "restore"],
+                &["stack", "timeout"],
+            ),
             Debug => (&["msg", "var"], &[]),
             Fail => (&["msg"], &[]),
             Assert => (&["that", "fail_msg", "success_msg"], &["that"]),
@@ -239,7 +248,7 @@ impl ModuleKind {
     }
 
     pub fn default_task_name(self, args: &Value) -> String {
-        let key = ["dest", "path", "name", "cmd", "msg", "url"]
+        let key = ["dest", "path", "name", "cmd", "msg", "url", "stack"]
             .iter()
             .find_map(|k| args.get(*k));
         match key {
@@ -291,6 +300,8 @@ pub enum Change {
     Run(String),
     Download(String),
     LoadImage(String),
+    /// Wait for something on the host; changes nothing there.
+    Wait(String),
 }
 
 impl fmt::Display for Change {
@@ -324,6 +335,7 @@ impl fmt::Display for Change {
             },
             Change::Download(u) => write!(f, "download {u}"),
             Change::LoadImage(i) => write!(f, "load image {i}"),
+            Change::Wait(w) => write!(f, "wait for {w}"),
         }
     }
 }
@@ -407,6 +419,9 @@ pub enum ModuleError {
     },
     #[error(transparent)]
     Checksums(#[from] get_url::ChecksumsError),
+    /// A wait that ended in failure, with the report of what failed.
+    #[error("{report}")]
+    NotConverged { report: String },
     #[error("timed out after {seconds} s")]
     Timeout { seconds: u64 },
     #[error(transparent)]
@@ -438,6 +453,7 @@ pub enum Module {
     LineInFile(lineinfile::LineInFile),
     Cron(cron::Cron),
     DockerImage(docker_image::DockerImage),
+    SwarmConverged(swarm_converged::SwarmConverged),
 }
 
 impl Module {
@@ -454,6 +470,9 @@ impl Module {
             ModuleKind::LineInFile => Module::LineInFile(lineinfile::LineInFile::new(a)?),
             ModuleKind::Cron => Module::Cron(cron::Cron::new(a)?),
             ModuleKind::DockerImage => Module::DockerImage(docker_image::DockerImage::new(a)?),
+            ModuleKind::SwarmConverged => {
+                Module::SwarmConverged(swarm_converged::SwarmConverged::new(a)?)
+            }
             k => {
                 return Err(ModuleError::Args {
                     message: format!("`{}` runs in the engine, not on a host", k.name()),
@@ -474,6 +493,7 @@ impl Module {
             Module::LineInFile(m) => m.probe(),
             Module::Cron(m) => m.probe(),
             Module::DockerImage(m) => m.probe(),
+            Module::SwarmConverged(m) => m.probe(),
         }
     }
 
@@ -489,6 +509,7 @@ impl Module {
             Module::LineInFile(m) => m.check(seen),
             Module::Cron(m) => m.check(seen),
             Module::DockerImage(m) => m.check(seen),
+            Module::SwarmConverged(m) => m.check(seen),
         }
     }
 
@@ -508,6 +529,7 @@ impl Module {
             Module::LineInFile(m) => m.apply(ctx, changes).await,
             Module::Cron(m) => m.apply(ctx, changes).await,
             Module::DockerImage(m) => m.apply(ctx).await,
+            Module::SwarmConverged(m) => m.apply(ctx).await,
         }
     }
 
@@ -536,6 +558,12 @@ impl Module {
             before: String::from_utf8_lossy(&before).into_owned(),
             after: String::from_utf8_lossy(&after.unwrap_or_default()).into_owned(),
         }))
+    }
+
+    /// True for a module that changes nothing on the host (a wait): it runs in check mode too,
+    /// and reports no change unless `changed_when` says otherwise.
+    pub fn read_only(&self) -> bool {
+        matches!(self, Module::SwarmConverged(_))
     }
 
     /// The remote path this task writes, if any (used to hide secret files' diffs).

@@ -90,8 +90,9 @@ impl HostRun<'_> {
             }
         }
         // A command declared read-only (`changed_when: false`) runs in check mode too, so
-        // later tasks can use what it printed.
-        let read_only = is_command && task.changed_when == Some(Value::Bool(false));
+        // later tasks can use what it printed; so does a module that changes nothing (a wait).
+        let read_only =
+            module.read_only() || (is_command && task.changed_when == Some(Value::Bool(false)));
         if self.ctx.opts.mode == Mode::Check && !read_only {
             r.status = Status::Changed;
             r.result = json!({"changed": true, "failed": false, "skipped": is_command,
@@ -128,7 +129,7 @@ impl HostRun<'_> {
             };
             let changed = match &task.changed_when {
                 Some(e) => eval(e)?,
-                None => true,
+                None => !module.read_only(),
             };
             result["failed"] = json!(failed);
             result["changed"] = json!(changed);

@@ -1,114 +1,35 @@
-//! The health rules (see `status`'s documentation): a service's tasks, as Docker reports them,
-//! judged against the moment of the read.
+//! The health rules (see the module's documentation above): a service's tasks, as Docker
+//! reports them, judged against the moment of the read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::model::{Gathered, SwarmService, Task};
-use super::{Health, ServiceKind, ServiceStatus};
+use super::model::{SwarmService, Task};
+use super::{Health, ServiceKind};
 
-pub(super) fn assess(stack: &str, g: &Gathered, built: &BTreeSet<String>) -> Vec<ServiceStatus> {
-    let hostnames: BTreeMap<&str, &str> = g
-        .nodes
-        .iter()
-        .map(|n| (n.id.as_str(), n.hostname.as_str()))
-        .collect();
-    let hostname = |id: &str| -> String {
-        // `docker node ls` may print IDs shortened; task node IDs are full.
-        hostnames
-            .iter()
-            .find(|(k, _)| !k.is_empty() && id.starts_with(*k))
-            .map(|(_, h)| h.to_string())
-            .unwrap_or_else(|| id.chars().take(12).collect())
-    };
-    let prefix = format!("{stack}_");
-    let mut out: Vec<ServiceStatus> = g
-        .services
-        .iter()
-        .map(|s| {
-            let tasks: Vec<&Task> = g.tasks.iter().filter(|t| t.service_id == s.id).collect();
-            let short = s
-                .spec
-                .name
-                .strip_prefix(&prefix)
-                .unwrap_or(&s.spec.name)
-                .to_string();
-            let image = s
-                .spec
-                .labels
-                .get("com.docker.stack.image")
-                .cloned()
-                .unwrap_or_else(|| strip_digest(&s.spec.task_template.container_spec.image));
-            let version = if built.contains(&short) {
-                image_tag(&image)
-            } else {
-                None
-            }
-            .or_else(|| env_version(&s.spec.task_template.container_spec.env));
-            let a = classify(s, &tasks, &g.since, &g.proven);
-            let nodes: BTreeSet<String> = tasks
-                .iter()
-                .filter(|t| t.status.state == "running")
-                .map(|t| hostname(&t.node_id))
-                .collect();
-            ServiceStatus {
-                service: short,
-                name: s.spec.name.clone(),
-                kind: a.kind,
-                desired: a.desired,
-                running: a.running,
-                completed: a.completed,
-                image,
-                version,
-                health: a.health,
-                nodes: nodes.into_iter().collect(),
-                message: a.message,
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.service.cmp(&b.service));
-    out
+/// One service judged: how it runs, what it wants and has, its health and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    pub kind: ServiceKind,
+    /// Tasks wanted: replicas; for a global service the nodes it runs on; for a job its
+    /// completions.
+    pub desired: u64,
+    /// Tasks running now.
+    pub running: u64,
+    /// Jobs only: tasks of the current run that completed.
+    pub completed: Option<u64>,
+    pub health: Health,
+    /// Why it is not running: the latest task error, or the update's state.
+    pub message: Option<String>,
 }
 
-/// `example-app:1@sha256:...` → `example-app:1`.
-fn strip_digest(image: &str) -> String {
-    image.split('@').next().unwrap_or(image).to_string()
-}
-
-/// The tag of `repo[:port]/name:tag`; `None` without one.
-fn image_tag(image: &str) -> Option<String> {
-    let image = image.split('@').next().unwrap_or(image);
-    let at = image.rfind(':')?;
-    let tag = &image[at + 1..];
-    (!tag.contains('/') && !tag.is_empty()).then(|| tag.to_string())
-}
-
-fn env_version(env: &[String]) -> Option<String> {
-    env.iter()
-        .find_map(|e| {
-            e.strip_prefix(crate::deploy::env::VERSION_VAR)?
-                .strip_prefix('=')
-        })
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-}
-
-struct Assessment {
-    kind: ServiceKind,
-    desired: u64,
-    running: u64,
-    completed: Option<u64>,
-    health: Health,
-    message: Option<String>,
-}
-
-fn is_failure(state: &str) -> bool {
+pub(super) fn is_failure(state: &str) -> bool {
     matches!(state, "failed" | "rejected")
 }
 
 /// The error of the newest failed task among `tasks`, for the user.
-fn latest_error(tasks: &[&Task]) -> Option<String> {
+pub(super) fn latest_error(tasks: &[&Task]) -> Option<String> {
     tasks
         .iter()
         .filter(|t| is_failure(&t.status.state))
@@ -125,7 +46,7 @@ fn latest_error(tasks: &[&Task]) -> Option<String> {
 /// A UTC RFC 3339 time (`2026-01-01T10:00:00.5Z`, as Docker and `date -u` print it) as
 /// something that orders: the text up to the seconds, then nanoseconds. Plain string order
 /// would put `10:00:00.5Z` before `10:00:00Z`.
-fn moment(ts: &str) -> (&str, u32) {
+pub(super) fn moment(ts: &str) -> (&str, u32) {
     let ts = ts.trim_end_matches('Z');
     match ts.split_once('.') {
         Some((secs, frac)) => {
@@ -139,7 +60,19 @@ fn moment(ts: &str) -> (&str, u32) {
 /// The health of one service from its spec and tasks; `since` is the UTC RFC 3339 time after
 /// which a failure is recent, `proven` the time before which a replacement task must have
 /// started running.
-fn classify(s: &SwarmService, tasks: &[&Task], since: &str, proven: &str) -> Assessment {
+pub fn classify(s: &SwarmService, tasks: &[&Task], since: &str, proven: &str) -> Assessment {
+    classify_in(s, s.update_state(), tasks, since, proven)
+}
+
+/// [`classify`] with the service's update state as the caller reads it: a deploy that did not
+/// touch a service reads an update state older than itself as none.
+pub fn classify_in(
+    s: &SwarmService,
+    update: &str,
+    tasks: &[&Task],
+    since: &str,
+    proven: &str,
+) -> Assessment {
     let mode = &s.spec.mode;
     let running = tasks.iter().filter(|t| t.status.state == "running").count() as u64;
     let cron = s
@@ -176,11 +109,6 @@ fn classify(s: &SwarmService, tasks: &[&Task], since: &str, proven: &str) -> Ass
     } else {
         (ServiceKind::Replicated, replicas(mode))
     };
-    let update = s
-        .update_status
-        .as_ref()
-        .and_then(|u| u.state.as_deref())
-        .unwrap_or_default();
     let recent: Vec<&Task> = tasks
         .iter()
         .copied()
@@ -281,7 +209,7 @@ fn classify_job(s: &SwarmService, tasks: &[&Task], running: u64) -> Assessment {
     let policy = s.spec.task_template.restart_policy.as_ref();
     let condition = policy.and_then(|p| p.condition.as_deref()).unwrap_or("any");
     let attempts = policy.and_then(|p| p.max_attempts).unwrap_or(0);
-    // As converge.sh decides it: a failed attempt is retried until the restart policy says no.
+    // A failed attempt is retried until the restart policy says no.
     let out_of_attempts =
         failures > 0 && (condition == "none" || (attempts > 0 && failures > attempts));
     let health = if completed >= desired && desired > 0 {
@@ -304,17 +232,21 @@ fn classify_job(s: &SwarmService, tasks: &[&Task], running: u64) -> Assessment {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::{json, Map};
 
-    const SINCE: &str = "2026-01-01T10:00:00Z";
-    const PROVEN: &str = "2026-01-01T10:01:00Z";
-    const MID: &str = "2026-01-01T10:00:30Z";
-    const OLD: &str = "2026-01-01T09:00:00.5Z";
-    const NEW: &str = "2026-01-01T10:01:00.5Z";
+    pub(crate) const SINCE: &str = "2026-01-01T10:00:00Z";
+    pub(crate) const PROVEN: &str = "2026-01-01T10:01:00Z";
+    pub(crate) const MID: &str = "2026-01-01T10:00:30Z";
+    pub(crate) const OLD: &str = "2026-01-01T09:00:00.5Z";
+    pub(crate) const NEW: &str = "2026-01-01T10:01:00.5Z";
 
-    fn service(mode: Value, labels: &[(&str, &str)], update: Option<&str>) -> SwarmService {
+    pub(crate) fn service(
+        mode: Value,
+        labels: &[(&str, &str)],
+        update: Option<&str>,
+    ) -> SwarmService {
         serde_json::from_value(json!({
             "ID": "svc1",
             "Spec": {
@@ -333,7 +265,7 @@ mod tests {
     }
 
     /// A task: (slot, state, error, timestamp), created in the order given.
-    fn tasks(specs: &[(u64, &str, &str, &str)]) -> Vec<Task> {
+    pub(crate) fn tasks(specs: &[(u64, &str, &str, &str)]) -> Vec<Task> {
         specs
             .iter()
             .enumerate()
@@ -496,49 +428,6 @@ mod tests {
     }
 
     #[test]
-    fn gathered_output_parses_into_statuses() {
-        let text = json!({
-            "Since": SINCE,
-            "Services": [{
-                "ID": "svc1",
-                "Spec": {
-                    "Name": "st_web",
-                    "Labels": {"com.docker.stack.image": "example-app:7"},
-                    "Mode": {"Replicated": {"Replicas": 1}},
-                    "TaskTemplate": {"ContainerSpec": {"Image": "example-app:7@sha256:abc"}}
-                }
-            }, {
-                "ID": "svc2",
-                "Spec": {
-                    "Name": "st_caddy",
-                    "Mode": {"Replicated": {"Replicas": 1}},
-                    "TaskTemplate": {"ContainerSpec": {"Image": "caddy:2@sha256:def"}}
-                }
-            }],
-            "Tasks": [{
-                "ID": "t1", "ServiceID": "svc1", "Slot": 1, "NodeID": "n1full",
-                "CreatedAt": OLD, "DesiredState": "running",
-                "Status": {"Timestamp": OLD, "State": "running"}
-            }],
-            "Nodes": [{"ID": "n1full", "Hostname": "node1"}]
-        })
-        .to_string();
-        let g: Gathered = serde_json::from_str(&text).unwrap();
-        let built = BTreeSet::from(["web".to_string()]);
-        let s = assess("st", &g, &built);
-        assert_eq!(s[0].service, "caddy");
-        assert_eq!(s[0].image, "caddy:2");
-        assert_eq!(s[0].version, None);
-        assert_eq!(s[0].health, Health::Pending);
-        assert_eq!(s[1].service, "web");
-        assert_eq!(s[1].version.as_deref(), Some("7"));
-        assert_eq!(s[1].nodes, ["node1"]);
-        assert_eq!(s[1].health, Health::Running);
-        let missing: Gathered = serde_json::from_str("{\"Missing\": true}").unwrap();
-        assert!(missing.missing);
-    }
-
-    #[test]
     fn moments_order_fractions_after_whole_seconds() {
         assert!(moment("2026-01-01T10:00:00.5Z") > moment("2026-01-01T10:00:00Z"));
         assert!(moment("2026-01-01T10:00:00.55Z") > moment("2026-01-01T10:00:00.5Z"));
@@ -547,20 +436,5 @@ mod tests {
             moment("2026-01-01T10:00:00Z"),
             moment("2026-01-01T10:00:00.000Z")
         );
-    }
-
-    #[test]
-    fn image_tags_and_versions() {
-        assert_eq!(image_tag("example-app:1").as_deref(), Some("1"));
-        assert_eq!(
-            image_tag("127.0.0.1:5000/web:2@sha256:x").as_deref(),
-            Some("2")
-        );
-        assert_eq!(image_tag("127.0.0.1:5000/web"), None);
-        assert_eq!(
-            env_version(&["MINIPAAS_DEPLOY_VERSION=3".into()]).as_deref(),
-            Some("3")
-        );
-        assert_eq!(env_version(&["MINIPAAS_DEPLOY_VERSIONX=3".into()]), None);
     }
 }
