@@ -113,7 +113,10 @@ impl Progress {
                 } else {
                     "FAILED"
                 },
-                r.message.clone().unwrap_or_default()
+                r.error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
             ),
             Status::Ok if self.verbose || r.message.is_some() => {
                 let msg = r

@@ -6,6 +6,7 @@
 //! queues handlers on change, keeps a failed or unreachable host from stopping the others, and
 //! reports everything as [`Event`]s. It never prints.
 
+mod failure;
 mod host;
 pub mod limits;
 mod pending;
@@ -26,6 +27,7 @@ use crate::inventory::{Connection, Host, HostName, Inventory};
 use crate::plan::{Plan, TaskName};
 use crate::transport::{HostKeyPolicy, LocalTransport, SshTarget, SshTransport, Transport};
 
+pub use failure::{TaskError, TaskFailed};
 pub use limits::Limits;
 
 /// Whether the run may change hosts.
@@ -80,8 +82,10 @@ pub enum Status {
     Skipped,
 }
 
-/// What happened to one task (or one loop item) on one host.
-#[derive(Debug, Clone, Serialize)]
+/// What happened to one task (or one loop item) on one host. In JSON, a failure's cause is
+/// `error` (`{"kind": "exit", "code": 1, "output": ...}`) and its text `message`, as for the
+/// other statuses.
+#[derive(Debug, Clone)]
 pub struct TaskReport {
     pub host: String,
     pub play: String,
@@ -90,19 +94,60 @@ pub struct TaskReport {
     /// What changed (or would change in check mode), in words.
     pub changes: Vec<String>,
     /// Unified diff, when asked for and the task touched a file's content.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
-    /// The error for a failed task, a debug message, or why it was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A debug message, or why it was skipped.
     pub message: Option<String>,
+    /// Why a failed task failed.
+    pub error: Option<TaskError>,
     /// `file line N` of the task in its plan.
     pub at: String,
     pub handler: bool,
     /// A failure the task said to ignore (`ignore_errors`): shown, not counted as a failed
     /// host, as Ansible counts it apart.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ignored: bool,
     pub duration_ms: u64,
+}
+
+impl TaskReport {
+    /// The failure with its context, for a failed task.
+    pub fn failure(&self) -> Option<TaskFailed> {
+        self.error.clone().map(|source| TaskFailed {
+            host: self.host.clone(),
+            task: self.task.clone(),
+            at: self.at.clone(),
+            source,
+        })
+    }
+}
+
+impl Serialize for TaskReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("host", &self.host)?;
+        m.serialize_entry("play", &self.play)?;
+        m.serialize_entry("task", &self.task)?;
+        m.serialize_entry("status", &self.status)?;
+        m.serialize_entry("changes", &self.changes)?;
+        if let Some(d) = &self.diff {
+            m.serialize_entry("diff", d)?;
+        }
+        match (&self.error, &self.message) {
+            (Some(e), _) => m.serialize_entry("message", &e.to_string())?,
+            (None, Some(t)) => m.serialize_entry("message", t)?,
+            (None, None) => {}
+        }
+        if let Some(e) = &self.error {
+            m.serialize_entry("error", e)?;
+        }
+        m.serialize_entry("at", &self.at)?;
+        m.serialize_entry("handler", &self.handler)?;
+        if self.ignored {
+            m.serialize_entry("ignored", &true)?;
+        }
+        m.serialize_entry("duration_ms", &self.duration_ms)?;
+        m.end()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -385,7 +430,7 @@ fn host_panicked(
     let report = internal_error(play, host, e);
     recap.record(&report);
     let hr = recap.hosts.entry(host.0.clone()).or_default();
-    hr.error = report.message.clone();
+    hr.error = report.error.as_ref().map(ToString::to_string);
     let _ = events.send(Event::TaskDone(report));
 }
 
@@ -407,9 +452,8 @@ fn internal_error(play: &str, host: &HostName, e: tokio::task::JoinError) -> Tas
         status: Status::Failed,
         changes: Vec::new(),
         diff: None,
-        message: Some(format!(
-            "internal error in minipaas (a bug; please report it): {why}"
-        )),
+        message: None,
+        error: Some(TaskError::Internal { why }),
         at: play.to_string(),
         handler: false,
         ignored: false,

@@ -8,7 +8,7 @@ use crate::plan::Task;
 use crate::template::{self};
 
 use crate::engine::redact::is_secret_path;
-use crate::engine::{Mode, Status};
+use crate::engine::{Mode, Status, TaskError};
 
 use super::prepare::{Unit, UnitKind};
 use super::HostRun;
@@ -22,12 +22,12 @@ impl HostRun<'_> {
                 r.message = Some(reason);
                 r.result = json!({"changed": false, "failed": false, "skipped": true});
             }
-            UnitKind::Broken(e) => r.fail(e),
+            UnitKind::Broken(message) => r.fail(TaskError::Render { message }),
             UnitKind::Local => self.run_local(task, &unit.vars, &mut r),
             UnitKind::Module { module, sudo, seen } => {
                 // `run_task` probes every unit before running it.
                 let Some(seen) = seen else {
-                    r.fail("the host gave no answer to this task's probe".into());
+                    r.fail(TaskError::NoAnswer);
                     return r;
                 };
                 let ctx = self.context(sudo);
@@ -37,7 +37,9 @@ impl HostRun<'_> {
                 {
                     match e {
                         ModuleError::Transport(t) => r.unreachable = Some(crate::error::chain(&t)),
-                        other => r.fail(crate::error::chain(&other)),
+                        other => r.fail(TaskError::Module {
+                            message: crate::error::chain(&other),
+                        }),
                     }
                 }
             }
@@ -147,7 +149,10 @@ impl HostRun<'_> {
                 } else {
                     &stderr
                 };
-                r.message = Some(format!("exit {rc}: {}", last_lines(text, 10)));
+                r.error = Some(TaskError::Exit {
+                    code: rc,
+                    output: last_lines(text, 10),
+                });
             } else if !changed {
                 r.changes.clear();
             }
@@ -158,7 +163,11 @@ impl HostRun<'_> {
     fn run_local(&self, task: &Task, vars: &Value, r: &mut UnitResult) {
         let args = match template::render_value(&task.args, vars) {
             Ok(a) => a,
-            Err(e) => return r.fail(crate::error::chain(&e)),
+            Err(e) => {
+                return r.fail(TaskError::Render {
+                    message: crate::error::chain(&e),
+                })
+            }
         };
         r.status = Status::Ok;
         r.result = json!({"changed": false, "failed": false});
@@ -176,12 +185,13 @@ impl HostRun<'_> {
                     _ => String::new(),
                 });
             }
-            ModuleKind::Fail => r.fail(
-                args.get("msg")
+            ModuleKind::Fail => r.fail(TaskError::Plan {
+                message: args
+                    .get("msg")
                     .and_then(Value::as_str)
                     .unwrap_or("failed as the plan asked")
                     .to_string(),
-            ),
+            }),
             ModuleKind::Assert => {
                 let that = match task.args.get("that") {
                     Some(Value::Array(a)) => a.clone(),
@@ -199,9 +209,13 @@ impl HostRun<'_> {
                                 .unwrap_or_else(|| {
                                     format!("assertion `{}` failed", cond.as_str().unwrap_or("?"))
                                 });
-                            return r.fail(msg);
+                            return r.fail(TaskError::Plan { message: msg });
                         }
-                        Err(e) => return r.fail(crate::error::chain(&e)),
+                        Err(e) => {
+                            return r.fail(TaskError::Render {
+                                message: crate::error::chain(&e),
+                            })
+                        }
                     }
                 }
             }
@@ -221,6 +235,7 @@ pub(super) struct UnitResult {
     pub(super) changes: Vec<String>,
     pub(super) diff: Option<String>,
     pub(super) message: Option<String>,
+    pub(super) error: Option<TaskError>,
     pub(super) result: Value,
     pub(super) facts: Vec<(String, Value)>,
     pub(super) applied: bool,
@@ -235,6 +250,7 @@ impl UnitResult {
             changes: Vec::new(),
             diff: None,
             message: None,
+            error: None,
             result: Value::Null,
             facts: Vec::new(),
             applied: false,
@@ -242,9 +258,9 @@ impl UnitResult {
         }
     }
 
-    pub(super) fn fail(&mut self, message: String) {
+    pub(super) fn fail(&mut self, error: TaskError) {
         self.status = Status::Failed;
-        self.message = Some(message);
+        self.error = Some(error);
         self.result = json!({"changed": false, "failed": true});
     }
 }

@@ -17,7 +17,7 @@ use crate::transport::Transport;
 
 use super::pending::Pending;
 use super::redact::{mentions_secret, Redactor};
-use super::{vars, Event, Mode, Options, Status, TaskReport};
+use super::{vars, Event, Mode, Options, Status, TaskError, TaskReport};
 
 mod execute;
 mod prepare;
@@ -232,7 +232,10 @@ impl HostRun<'_> {
             status: Status::Failed,
             changes: Vec::new(),
             diff: None,
-            message: Some(self.redactor.redact(&crate::error::chain(e))),
+            message: None,
+            error: Some(TaskError::Module {
+                message: self.redactor.redact(&crate::error::chain(e)),
+            }),
             at: self.ctx.play.name.clone(),
             handler: true,
             ignored: false,
@@ -390,6 +393,13 @@ impl HostRun<'_> {
                         "output hidden (no_log)".to_string()
                     } else {
                         self.redactor.redact_output(&m)
+                    }
+                }),
+                error: r.error.map(|e| {
+                    if task.no_log {
+                        TaskError::Hidden
+                    } else {
+                        e.map_text(|t| self.redactor.redact_output(t))
                     }
                 }),
                 at: task.at.to_string(),
@@ -552,7 +562,11 @@ mod tests {
                 .collect();
             assert_eq!(failed.len(), 1, "{:#?}", recap.tasks);
             assert_eq!(failed[0].host, "m1");
-            let msg = failed[0].message.as_deref().unwrap_or_default();
+            let msg = failed[0]
+                .error
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             assert!(
                 msg.contains("`w1`") && msg.contains("Swarm node id"),
                 "{msg}"
