@@ -90,4 +90,30 @@ mod tests {
         assert_eq!(json["kind"], "exit");
         assert_eq!(json["code"], 3);
     }
+
+    #[test]
+    fn a_failed_report_in_json_has_its_text_and_its_kind() {
+        let report = crate::engine::TaskReport {
+            host: "node1".into(),
+            play: "p".into(),
+            task: "t".into(),
+            status: crate::engine::Status::Failed,
+            changes: Vec::new(),
+            diff: None,
+            message: None,
+            error: Some(TaskError::Plan {
+                message: "no".into(),
+            }),
+            at: "plan.yaml line 3".into(),
+            handler: false,
+            ignored: false,
+            duration_ms: 1,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["message"], "no");
+        assert_eq!(json["error"]["kind"], "plan");
+        assert_eq!(json["status"], "failed");
+        assert!(json.get("ignored").is_none() && json.get("diff").is_none());
+        assert_eq!(report.failure().unwrap().at, "plan.yaml line 3");
+    }
 }
