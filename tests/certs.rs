@@ -14,26 +14,12 @@ use std::time::{Duration, Instant};
 
 use minipaas::certs::{Ca, KeyType, Role, Validity};
 
-use crate::common::text;
+use crate::common::{text, Mp};
 use time::OffsetDateTime;
 
-fn minipaas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_minipaas"))
-        .args(args)
-        .output()
-        .expect("run minipaas")
-}
-
 /// Runs minipaas and insists on exit code `code`; returns stdout + stderr.
-fn run_ok(args: &[&str], code: i32) -> String {
-    let out = minipaas(args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "minipaas {args:?}\n{}",
-        text(&out)
-    );
-    text(&out)
+fn mp(args: &[&str], code: i32) -> String {
+    Mp::new().args(args).code(code).run().all()
 }
 
 fn openssl(args: &[&str]) -> Output {
@@ -49,6 +35,12 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
+/// `certs client` from the CA in `ca` into `out`, with `extra` flags; must succeed.
+fn client_cert(ca: &Path, out: &Path, extra: &[&str]) {
+    let args = ["certs", "client", "--dir", p(ca), "--out", p(out)];
+    mp(&[&args[..], extra].concat(), 0);
+}
+
 /// A CA in `root/ca`, a server certificate for `node1` + 127.0.0.1 beside it, a client
 /// certificate in `root/client`.
 struct Pki {
@@ -62,8 +54,8 @@ impl Pki {
         let tmp = tempfile::tempdir().unwrap();
         let ca = tmp.path().join("ca");
         let client = tmp.path().join("client");
-        run_ok(&["certs", "ca", "--dir", p(&ca)], 0);
-        run_ok(
+        mp(&["certs", "ca", "--dir", p(&ca)], 0);
+        mp(
             &[
                 "certs",
                 "server",
@@ -76,19 +68,7 @@ impl Pki {
             ],
             0,
         );
-        run_ok(
-            &[
-                "certs",
-                "client",
-                "--dir",
-                p(&ca),
-                "--out",
-                p(&client),
-                "--name",
-                "ops",
-            ],
-            0,
-        );
+        client_cert(&ca, &client, &["--name", "ops"]);
         Pki {
             _tmp: tmp,
             ca,
@@ -227,7 +207,7 @@ fn mode(path: &Path) -> u32 {
 fn certs_ca_rerun_changes_nothing_and_force_replaces() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pki");
-    let first = run_ok(&["certs", "ca", "--dir", p(&dir)], 0);
+    let first = mp(&["certs", "ca", "--dir", p(&dir)], 0);
     assert!(first.contains("created CA"), "{first}");
     let cert = fs::read(dir.join("ca.pem")).unwrap();
     let key = fs::read(dir.join("ca-key.pem")).unwrap();
@@ -235,12 +215,12 @@ fn certs_ca_rerun_changes_nothing_and_force_replaces() {
     assert_eq!(mode(&dir.join("ca.pem")), 0o644);
     assert_eq!(mode(&dir), 0o700);
 
-    let again = run_ok(&["certs", "ca", "--dir", p(&dir)], 0);
+    let again = mp(&["certs", "ca", "--dir", p(&dir)], 0);
     assert!(again.contains("already exists"), "{again}");
     assert_eq!(fs::read(dir.join("ca.pem")).unwrap(), cert);
     assert_eq!(fs::read(dir.join("ca-key.pem")).unwrap(), key);
 
-    let forced = run_ok(&["certs", "ca", "--dir", p(&dir), "--force"], 0);
+    let forced = mp(&["certs", "ca", "--dir", p(&dir), "--force"], 0);
     assert!(forced.contains("replaced"), "{forced}");
     assert_ne!(fs::read(dir.join("ca.pem")).unwrap(), cert);
     assert_ne!(fs::read(dir.join("ca-key.pem")).unwrap(), key);
@@ -253,10 +233,10 @@ fn certs_ca_rerun_changes_nothing_and_force_replaces() {
 fn certs_ca_refuses_half_a_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pki");
-    run_ok(&["certs", "ca", "--dir", p(&dir)], 0);
+    mp(&["certs", "ca", "--dir", p(&dir)], 0);
     let cert = fs::read(dir.join("ca.pem")).unwrap();
     fs::remove_file(dir.join("ca-key.pem")).unwrap();
-    let out = run_ok(&["certs", "ca", "--dir", p(&dir)], 2);
+    let out = mp(&["certs", "ca", "--dir", p(&dir)], 2);
     assert!(out.contains("`ca-key.pem` does not"), "{out}");
     assert_eq!(fs::read(dir.join("ca.pem")).unwrap(), cert);
     assert!(!dir.join("ca-key.pem").exists());
@@ -266,20 +246,20 @@ fn certs_ca_refuses_half_a_ca() {
 fn certs_errors_name_the_broken_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pki");
-    run_ok(&["certs", "ca", "--dir", p(&dir)], 0);
+    mp(&["certs", "ca", "--dir", p(&dir)], 0);
     let ca_key = dir.join("ca-key.pem");
 
     fs::write(&ca_key, "not a key at all\n").unwrap();
-    let out = run_ok(&["certs", "server", "--dir", p(&dir), "--host", "n"], 2);
+    let out = mp(&["certs", "server", "--dir", p(&dir), "--host", "n"], 2);
     assert!(
         out.contains(&format!("`{}` is not a PEM file", ca_key.display())),
         "{out}"
     );
 
     let other = tmp.path().join("other");
-    run_ok(&["certs", "ca", "--dir", p(&other)], 0);
+    mp(&["certs", "ca", "--dir", p(&other)], 0);
     fs::copy(other.join("ca-key.pem"), &ca_key).unwrap();
-    let out = run_ok(
+    let out = mp(
         &[
             "certs",
             "client",
@@ -298,11 +278,11 @@ fn certs_errors_name_the_broken_file() {
     );
 
     fs::copy(other.join("ca-key.pem"), dir.join("ca.pem")).unwrap();
-    let out = run_ok(&["certs", "server", "--dir", p(&dir), "--host", "n"], 2);
+    let out = mp(&["certs", "server", "--dir", p(&dir), "--host", "n"], 2);
     assert!(out.contains("not a certificate"), "{out}");
     assert!(out.contains("ca.pem"), "{out}");
 
-    let out = run_ok(
+    let out = mp(
         &["certs", "server", "--dir", p(&other), "--host", "bad name"],
         2,
     );
@@ -364,8 +344,8 @@ fn certs_every_key_type_passes_openssl() {
         let dir = tmp.path().join("pki");
         let client = tmp.path().join("client");
         let kt = ["--key-type", key_type];
-        run_ok(&[&["certs", "ca", "--dir", p(&dir)][..], &kt].concat(), 0);
-        run_ok(
+        mp(&[&["certs", "ca", "--dir", p(&dir)][..], &kt].concat(), 0);
+        mp(
             &[
                 &["certs", "server", "--dir", p(&dir), "--host", "127.0.0.1"][..],
                 &kt,
@@ -373,14 +353,7 @@ fn certs_every_key_type_passes_openssl() {
             .concat(),
             0,
         );
-        run_ok(
-            &[
-                &["certs", "client", "--dir", p(&dir), "--out", p(&client)][..],
-                &kt,
-            ]
-            .concat(),
-            0,
-        );
+        client_cert(&dir, &client, &kt);
         let ca = dir.join("ca.pem");
         let out = verify(
             &ca,
@@ -422,20 +395,8 @@ fn certs_mutual_tls_accepts_our_client_and_refuses_others() {
     // A client certificate from another CA, even one with the same name.
     let foreign_ca = pki.path("foreign-ca");
     let foreign_client = pki.path("foreign-client");
-    run_ok(&["certs", "ca", "--dir", p(&foreign_ca)], 0);
-    run_ok(
-        &[
-            "certs",
-            "client",
-            "--dir",
-            p(&foreign_ca),
-            "--out",
-            p(&foreign_client),
-            "--name",
-            "ops",
-        ],
-        0,
-    );
+    mp(&["certs", "ca", "--dir", p(&foreign_ca)], 0);
+    client_cert(&foreign_ca, &foreign_client, &["--name", "ops"]);
     let (ok, log) = server.handshake(&ca, Some(&foreign_client));
     assert!(!ok, "a foreign client certificate was accepted:\n{log}");
 
@@ -455,7 +416,7 @@ fn certs_server_rotation_keeps_client_certs_valid() {
     let old_key = fs::read(pki.ca.join("server-key.pem")).unwrap();
     let old_client = fs::read(pki.client.join("cert.pem")).unwrap();
 
-    run_ok(
+    mp(
         &[
             "certs",
             "server",
@@ -480,15 +441,15 @@ fn certs_server_rotation_keeps_client_certs_valid() {
     let mut server = TlsServer::start(&pki.ca);
     let (ok, log) = server.handshake(&ca, Some(&pki.client));
     assert!(ok, "old client refused by the rotated server:\n{log}");
-    run_ok(&["certs", "check", "--dir", p(&pki.client)], 0);
-    run_ok(&["certs", "check", "--dir", p(&pki.ca)], 0);
+    mp(&["certs", "check", "--dir", p(&pki.client)], 0);
+    mp(&["certs", "check", "--dir", p(&pki.ca)], 0);
 }
 
 #[test]
 fn certs_server_out_dir_is_complete_for_docker() {
     let pki = Pki::new();
     let out_dir = pki.path("docker-tls");
-    run_ok(
+    mp(
         &[
             "certs",
             "server",
@@ -517,7 +478,7 @@ fn certs_server_out_dir_is_complete_for_docker() {
 #[test]
 fn certs_check_reports_a_good_set() {
     let pki = Pki::new();
-    let out = run_ok(&["certs", "check", "--dir", p(&pki.ca)], 0);
+    let out = mp(&["certs", "check", "--dir", p(&pki.ca)], 0);
     for want in [
         "ca.pem: CA `minipaas CA`",
         "server-cert.pem: server `node1`",
@@ -529,7 +490,7 @@ fn certs_check_reports_a_good_set() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    let out = run_ok(&["certs", "check", "--dir", p(&pki.client)], 0);
+    let out = mp(&["certs", "check", "--dir", p(&pki.client)], 0);
     assert!(out.contains("cert.pem: client `ops`"), "{out}");
     assert!(out.contains("key.pem matches"), "{out}");
 }
@@ -567,7 +528,7 @@ fn certs_check_detects_expired_and_not_yet_valid() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("expired"), "{}", text(&out));
     // ...and so does check, naming the file.
-    let out = run_ok(&["certs", "check", "--dir", p(&pki.client)], 1);
+    let out = mp(&["certs", "check", "--dir", p(&pki.client)], 1);
     assert!(out.contains("cert.pem: client `ops`"), "{out}");
     assert!(out.contains("PROBLEM: expired on"), "{out}");
     // The expired certificate is refused in a real handshake, too.
@@ -583,7 +544,7 @@ fn certs_check_detects_expired_and_not_yet_valid() {
             now + time::Duration::days(30),
         ),
     );
-    let out = run_ok(&["certs", "check", "--dir", p(&pki.client)], 1);
+    let out = mp(&["certs", "check", "--dir", p(&pki.client)], 1);
     assert!(out.contains("PROBLEM: not valid yet"), "{out}");
 }
 
@@ -591,7 +552,7 @@ fn certs_check_detects_expired_and_not_yet_valid() {
 fn certs_check_warns_under_30_days_without_failing() {
     let pki = Pki::new();
     issue_client(&pki.ca, &pki.client, Validity::days(10));
-    let out = run_ok(&["certs", "check", "--dir", p(&pki.client)], 0);
+    let out = mp(&["certs", "check", "--dir", p(&pki.client)], 0);
     assert!(out.contains("WARNING: expires in"), "{out}");
     assert!(out.contains("1 with warnings"), "{out}");
 }
@@ -608,31 +569,21 @@ fn certs_check_detects_foreign_certificates() {
         let foreign_ca = pki.path("foreign");
         let _ = fs::remove_dir_all(&foreign_ca);
         let foreign_client = pki.path("foreign-client");
-        run_ok(&["certs", "ca", "--dir", p(&foreign_ca), "--cn", cn], 0);
-        run_ok(
-            &[
-                "certs",
-                "client",
-                "--dir",
-                p(&foreign_ca),
-                "--out",
-                p(&foreign_client),
-            ],
-            0,
-        );
+        mp(&["certs", "ca", "--dir", p(&foreign_ca), "--cn", cn], 0);
+        client_cert(&foreign_ca, &foreign_client, &[]);
         // Put our CA beside the foreign certificate: check must notice it does not chain.
         fs::copy(&ca, foreign_client.join("ca.pem")).unwrap();
         let out = verify(&ca, "sslclient", &foreign_client.join("cert.pem"), &[]);
         assert!(!out.status.success(), "openssl accepted it: {}", text(&out));
-        let out = run_ok(&["certs", "check", "--dir", p(&foreign_client)], 1);
+        let out = mp(&["certs", "check", "--dir", p(&foreign_client)], 1);
         assert!(out.contains("cert.pem: client"), "{out}");
         assert!(out.contains(expect), "{cn}: {out}");
         // Without a CA beside it there is nothing to chain to: a problem, not a pass.
         fs::remove_file(foreign_client.join("ca.pem")).unwrap();
-        let out = run_ok(&["certs", "check", "--dir", p(&foreign_client)], 1);
+        let out = mp(&["certs", "check", "--dir", p(&foreign_client)], 1);
         assert!(out.contains("no CA certificate"), "{out}");
         // --ca points check at the right CA file explicitly.
-        run_ok(
+        mp(
             &[
                 "certs",
                 "check",
@@ -650,23 +601,23 @@ fn certs_check_detects_foreign_certificates() {
 fn certs_check_detects_mismatched_keys_and_broken_files() {
     let pki = Pki::new();
     let other = pki.path("other-client");
-    run_ok(
+    mp(
         &["certs", "client", "--dir", p(&pki.ca), "--out", p(&other)],
         0,
     );
     fs::copy(other.join("key.pem"), pki.client.join("key.pem")).unwrap();
-    let out = run_ok(&["certs", "check", "--dir", p(&pki.client)], 1);
+    let out = mp(&["certs", "check", "--dir", p(&pki.client)], 1);
     assert!(
         out.contains("key `key.pem` does not match this certificate"),
         "{out}"
     );
 
     fs::set_permissions(other.join("key.pem"), fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run_ok(&["certs", "check", "--dir", p(&other)], 0);
+    let out = mp(&["certs", "check", "--dir", p(&other)], 0);
     assert!(out.contains("readable by others (mode 0644)"), "{out}");
 
     fs::write(other.join("cert.pem"), "garbage\n").unwrap();
-    let out = run_ok(&["certs", "check", "--dir", p(&other)], 1);
+    let out = mp(&["certs", "check", "--dir", p(&other)], 1);
     assert!(
         out.contains("cert.pem:\n  PROBLEM: not a PEM file"),
         "{out}"
@@ -674,6 +625,6 @@ fn certs_check_detects_mismatched_keys_and_broken_files() {
 
     let empty = pki.path("empty");
     fs::create_dir(&empty).unwrap();
-    let out = run_ok(&["certs", "check", "--dir", p(&empty)], 1);
+    let out = mp(&["certs", "check", "--dir", p(&empty)], 1);
     assert!(out.contains("no certificate"), "{out}");
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::deploy::{mp, mp_run};
-use crate::common::{minipaas, run_ok, text};
+use crate::common::deploy::{env_with_unreachable_manager, in_env};
+use crate::common::Mp;
 
 const COMPOSE: &str = "\
 # The user's file: comments and formatting must survive untouched.
@@ -50,7 +50,15 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// Runs `minipaas code ARGS --env DIR` twice: the first run must print `changed` lines (or
 /// `nothing to do` when empty), the second `nothing to do` with every file unchanged.
 fn code_twice(dir: &Path, args: &[&str], changed: &[&str]) {
-    let run = || run_ok(minipaas().arg("code").args(args).arg("--env").arg(dir));
+    let run = || {
+        Mp::new()
+            .arg("code")
+            .args(args)
+            .arg("--env")
+            .arg(dir)
+            .run()
+            .stdout
+    };
     let first = run();
     let lines: Vec<&str> = first.lines().collect();
     if changed.is_empty() {
@@ -242,15 +250,14 @@ fn code_errors_name_the_file_or_service() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let fail = |args: &[&str]| {
-        let out = minipaas()
+        Mp::new()
             .arg("code")
             .args(args)
             .arg("--env")
             .arg(dir)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "code {args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+            .code(2)
+            .run()
+            .stderr
     };
     assert!(fail(&["worker", "x"]).contains("code init"));
     fs::write(dir.join("compose.yaml"), "services:\n  web: [oops\n").unwrap();
@@ -260,11 +267,10 @@ fn code_errors_name_the_file_or_service() {
         "{err}"
     );
     fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
-    run_ok(
-        minipaas()
-            .args(["code", "init", "-c", "compose.yaml", "--env"])
-            .arg(dir),
-    );
+    Mp::new()
+        .args(["code", "init", "-c", "compose.yaml", "--env"])
+        .arg(dir)
+        .run();
     assert!(fail(&["worker", "nope"]).contains("`nope`"));
     assert!(fail(&["route", "/", "web:http"]).contains("web:http"));
     assert!(fail(&["cron", "report", "--cron", "daily"]).contains("daily"));
@@ -284,32 +290,16 @@ fn deploy_status_exits_1_when_the_manager_cannot_be_reached() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     fs::write(dir.join("compose.yaml"), COMPOSE).unwrap();
-    // Port 1 of loopback: nothing listens, the connection is refused at once.
-    fs::write(
-        dir.join("inventory.yaml"),
-        "all: {}\ngroups:\n  managers:\n    hosts:\n      manager1: {address: 127.0.0.1, port: 1}\n",
-    )
-    .unwrap();
-    mp(
-        dir,
-        &[
-            "code",
-            "init",
-            "-c",
-            "compose.yaml",
-            "--inventory",
-            "inventory.yaml",
-        ],
-    );
-    let out = mp_run(dir, &["deploy", "status"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    env_with_unreachable_manager(dir);
+    let stderr = in_env(dir).args(["deploy", "status"]).code(1).run().stderr;
     assert!(
         stderr.contains("host `manager1`: cannot connect to `127.0.0.1:1`")
             && !stderr.contains("host `manager1`: host"),
         "{stderr}"
     );
     // Bad input still exits 2: an inventory that is not there.
-    let out = mp_run(dir, &["deploy", "status", "-i", "nope.yaml"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    in_env(dir)
+        .args(["deploy", "status", "-i", "nope.yaml"])
+        .code(2)
+        .run();
 }

@@ -5,29 +5,23 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::deploy::{deployed_example, get, mp, mp_json, small_stack, STACK};
+use crate::common::deploy::{deployed_example, get, mp, mp_json, mp_run, small_stack, STACK};
 use crate::common::site::provisioned;
-use crate::common::text;
 use crate::common::wait_for;
-use crate::common::{minipaas, Lab};
-
-/// Runs minipaas in `dir` whatever its exit code.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    minipaas().current_dir(dir).args(args).output().unwrap()
-}
+use crate::common::{Lab, Mp};
 
 /// `deploy status --format json`: the exit code and the document.
 fn status(dir: &Path) -> (Option<i32>, Value) {
-    let out = run(dir, &["deploy", "status", "--format", "json"]);
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON status ({e}): {}", text(&out)));
-    (out.status.code(), doc)
+    let out = mp_run(dir, &["deploy", "status", "--format", "json"]);
+    let doc = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON status ({e}): {}", out.text()));
+    (out.code, doc)
 }
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -147,9 +141,9 @@ fn lab_day2_status_and_logs_of_the_example_app() {
         &["deploy", "logs", "web", "--since", "2099-01-01T00:00:00"],
     );
     assert!(!future.contains("web:"), "{future}");
-    let out = run(env, &["deploy", "logs", "nope"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = mp_run(env, &["deploy", "logs", "nope"]);
+    assert_eq!(out.code, Some(2), "{}", out.text());
+    let stderr = out.stderr.as_str();
     assert!(
         stderr.contains("stack `minipaas` on host `node1` has no service `nope`")
             && stderr.contains("caddy, cleanup, migrate, postgres, web, worker"),
@@ -158,9 +152,10 @@ fn lab_day2_status_and_logs_of_the_example_app() {
 
     // --follow streams: a request made after it started shows up while it runs, and Ctrl-C
     // ends it at once, and the remote `docker service logs` with it.
-    let mut child = minipaas()
-        .current_dir(env)
+    let mut child = Mp::new()
+        .dir(env)
         .args(["deploy", "logs", "web", "--follow", "--tail", "0"])
+        .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -273,13 +268,9 @@ fn lab_day2_scale_restart_and_remove_a_service() {
         ("postgres=2", "belongs to the minipaas runtime"),
         ("ghost=1", "has no service `ghost`"),
     ] {
-        let out = run(env, &["deploy", "scale", arg]);
-        assert_eq!(out.status.code(), Some(2), "{arg}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(why),
-            "{arg}: {}",
-            text(&out)
-        );
+        let out = mp_run(env, &["deploy", "scale", arg]);
+        assert_eq!(out.code, Some(2), "{arg}: {}", out.text());
+        assert!(out.stderr.as_str().contains(why), "{arg}: {}", out.text());
     }
     assert_eq!(mp_json(env, &["deploy", "scale", "web=2"]).len(), 1);
     assert_eq!(replicas(&lab, &web), "2/2");
@@ -351,8 +342,8 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     let stack = "mpday2x";
     small_stack(&lab, env, stack, &compose, &["sleeper", "crash", "stuck"]);
     // Never converges: crash fails, stuck has no node.
-    let out = run(env, &["deploy", "rollout", "--timeout", "5"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = mp_run(env, &["deploy", "rollout", "--timeout", "5"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
 
     // A failed service: exit 4, with the reason.
     let doc = wait_for(
@@ -386,9 +377,9 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
     );
     assert_eq!(service(&doc, "stuck")["health"], "pending");
     assert_eq!(service(&doc, "sleeper")["health"], "running");
-    let out = run(env, &["deploy", "status"]);
-    assert_eq!(out.status.code(), Some(4));
-    let table = String::from_utf8_lossy(&out.stdout);
+    let out = mp_run(env, &["deploy", "status"]);
+    assert_eq!(out.code, Some(4));
+    let table = out.stdout.as_str();
     // Failed, or unhealthy when caught in the moment it runs between two failures.
     assert!(
         table.contains("crash: failed: task: non-zero exit (1)")
@@ -404,13 +395,9 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
 
     // The whole stack: only when asked by name; --check leaves it, then it goes with its
     // network, once.
-    let out = run(env, &["deploy", "remove"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--all"),
-        "{}",
-        text(&out)
-    );
+    let out = mp_run(env, &["deploy", "remove"]);
+    assert_eq!(out.code, Some(2), "{}", out.text());
+    assert!(out.stderr.as_str().contains("--all"), "{}", out.text());
     assert_eq!(
         mp_json(env, &["deploy", "remove", "--all", "--check"]).len(),
         1
@@ -440,12 +427,13 @@ fn lab_day2_status_exit_codes_and_whole_stack_remove_on_a_small_stack() {
         ""
     );
     assert!(mp_json(env, &["deploy", "remove", "--all"]).is_empty());
-    let out = run(env, &["deploy", "status"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = mp_run(env, &["deploy", "status"]);
+    assert_eq!(out.code, Some(2), "{}", out.text());
     assert!(
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
+            .as_str()
             .contains("host `node1`: no stack `mpday2x` on the swarm"),
         "{}",
-        text(&out)
+        out.text()
     );
 }

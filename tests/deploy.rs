@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::deploy::*;
 use crate::common::images::BASE;
 use crate::common::site::{provisioned, sha256_hex};
-use crate::common::{self, minipaas, text, wait_for};
+use crate::common::{self, wait_for};
 
 #[test]
 fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
@@ -21,7 +21,6 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/compose.yaml"))
             .unwrap();
     let env: PathBuf = app.join("deploy");
-    let inventory = lab.inventory.display().to_string();
 
     let code_steps: [&[&str]; 5] = [
         &["code", "init"],
@@ -198,42 +197,18 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     // A job that fails: the rollout waits for its last attempt, fails and says why.
     let job = work.path().join("job");
     std::fs::create_dir_all(&job).unwrap();
-    std::fs::write(
-        job.join("compose.yaml"),
-        "services:\n  fail:\n    image: example-app:1\n    command: [\"sh\", \"-c\", \"echo failing on purpose; exit 3\"]\n",
-    )
-    .unwrap();
-    mp(
+    small_stack(
+        &lab,
         &job,
-        &[
-            "code",
-            "init",
-            "-c",
-            "compose.yaml",
-            "--stack",
-            "mpjob",
-            "--inventory",
-            &inventory,
-            "--endpoint-mode",
-            "dnsrr",
-        ],
+        "mpjob",
+        "services:\n  fail:\n    image: example-app:1\n    command: [\"sh\", \"-c\", \"echo failing on purpose; exit 3\"]\n",
+        &[],
     );
-    let path = job.join("minipaas.yaml");
-    let mut settings: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    settings["runtime"]["caddy"] = false.into();
-    settings["runtime"]["postgres"] = false.into();
-    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
-    mp(&job, &["code", "init"]);
     mp(&job, &["code", "job", "fail"]);
-    let out = minipaas()
-        .current_dir(&job)
-        .args(["deploy", "rollout", "--timeout", "180"])
-        .output()
-        .unwrap();
+    let out = mp_run(&job, &["deploy", "rollout", "--timeout", "180"]);
     lab.ssh_ok("node1", "docker stack rm mpjob >/dev/null");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let stderr = out.stderr;
     assert!(stderr.contains("job failed (exit 3)"), "{stderr}");
     assert!(stderr.contains("failing on purpose"), "{stderr}");
 
@@ -245,14 +220,10 @@ fn lab_deploy_example_app_through_caddy_with_versioned_secrets() {
     .unwrap();
     mp(&job, &["code", "init", "--stack", "mpghost"]);
     let started = Instant::now();
-    let out = minipaas()
-        .current_dir(&job)
-        .args(["deploy", "rollout", "--timeout", "600"])
-        .output()
-        .unwrap();
+    let out = mp_run(&job, &["deploy", "rollout", "--timeout", "600"]);
     lab.ssh_ok("node1", "docker stack rm mpghost >/dev/null");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let stderr = out.stderr;
     assert!(stderr.contains("its image is not on the node"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(300),
@@ -276,29 +247,12 @@ fn lab_deploy_build_failure_names_the_service_and_exits_non_zero() {
     )
     .unwrap();
     // Never contacted: the build fails first.
-    std::fs::write(
-        dir.path().join("inventory.yaml"),
-        "groups:\n  managers:\n    hosts:\n      m1: {address: 127.0.0.1, port: 1}\n",
-    )
-    .unwrap();
-    mp(
-        dir.path(),
-        &[
-            "code",
-            "init",
-            "-c",
-            "compose.yaml",
-            "--inventory",
-            "inventory.yaml",
-        ],
-    );
-    let out = minipaas()
-        .current_dir(dir.path())
+    env_with_unreachable_manager(dir.path());
+    let stderr = in_env(dir.path())
         .args(["deploy", "build"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .code(1)
+        .run()
+        .stderr;
     assert!(
         stderr.contains("the image build of service `bad` failed"),
         "{stderr}"

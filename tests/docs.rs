@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use crate::common;
+use crate::common::{self, Mp};
 
 #[test]
 fn bash_completion_names_the_subcommands() {
-    let script = common::run_ok(common::minipaas().args(["completions", "bash"]));
+    let script = Mp::new().args(["completions", "bash"]).run().stdout;
     for name in [
         "provision",
         "deploy",
@@ -33,16 +33,12 @@ fn bash_completion_names_the_subcommands() {
             .arg(&file),
     );
     assert!(check.contains("minipaas"), "{check}");
-    let unknown = common::minipaas()
-        .args(["completions", "powershell"])
-        .output()
-        .unwrap();
-    assert_eq!(unknown.status.code(), Some(2));
+    Mp::new().args(["completions", "powershell"]).code(2).run();
 }
 
 #[test]
 fn the_man_page_renders() {
-    let page = common::run_ok(common::minipaas().arg("man"));
+    let page = Mp::new().arg("man").run().stdout;
     assert!(page.contains(".TH minipaas 1"), "{page}");
     let mut man = std::process::Command::new("man")
         .args(["-l", "-"])

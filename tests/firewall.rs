@@ -11,7 +11,7 @@ use crate::common::deploy::{deployed_example, get};
 use crate::common::site::{
     busybox_image, changed, failures, name, provision, provisioned, SERVE_PORT,
 };
-use crate::common::{self, wait_until, Lab};
+use crate::common::{self, wait_until, Lab, Mp};
 
 /// A TCP connect scan of ports 1-10000 of every address given, many at a time: `open` (a
 /// connection), `closed` (refused: reached the host, nothing listens) or `filtered` (no answer
@@ -243,15 +243,7 @@ fn lab_firewall_scan_from_outside_finds_only_the_declared_ports() {
         after - before
     );
     assert!(after - before >= 40, "dropped {} of 40", after - before);
-    let udp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(udp.path(), UDP).unwrap();
-    let node3 = lab.node("node3");
-    let cp = common::docker(&[
-        "cp",
-        udp.path().to_str().unwrap(),
-        &format!("{}:/root/udp.py", node3.container),
-    ]);
-    assert!(cp.status.success(), "{}", common::text(&cp));
+    lab.put("node3", UDP.as_bytes(), "/root/udp.py");
     let before = counter(lab, "node2", "swarm_outside");
     lab.ssh_ok(
         "node3",
@@ -342,8 +334,8 @@ fn lab_firewall_confirmation_checks_the_live_ruleset_not_the_timer() {
         ),
     )
     .unwrap();
-    let out = common::minipaas()
-        .current_dir(&lab.dir)
+    let out = Mp::new()
+        .dir(&lab.dir)
         .args(["provision", "-i"])
         .arg(&lab.inventory)
         .arg(plan.path().join("confirm.yaml"))
@@ -355,8 +347,8 @@ fn lab_firewall_confirmation_checks_the_live_ruleset_not_the_timer() {
             "-e",
             "firewall_confirm_timeout=120",
         ])
-        .output()
-        .unwrap();
+        .any_code()
+        .run();
     let confirmed_kept = lab
         .ssh(
             "node2",
@@ -373,11 +365,11 @@ fn lab_firewall_confirmation_checks_the_live_ruleset_not_the_timer() {
              nft -f {d}/confirmed.nft"
         ),
     );
-    assert!(!out.status.success(), "confirmed: {}", common::text(&out));
+    assert_ne!(out.code, Some(0), "confirmed: {}", out.text());
     assert!(
-        common::text(&out).contains("reverted before it could be confirmed"),
+        out.text().contains("reverted before it could be confirmed"),
         "{}",
-        common::text(&out)
+        out.text()
     );
     assert!(
         confirmed_kept,

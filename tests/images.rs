@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::common::images::{build, docker_ok, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
-use crate::common::{docker, minipaas, run_ok};
+use crate::common::{docker, Mp};
 
 const APP_IMAGE: &str = "minipaas/example-app:test";
 
@@ -173,8 +173,11 @@ fn lab_images_build_from_the_local_base_and_serve_the_example_app() {
     let _cleanup = Cleanup;
 
     // The base image: built when missing, then a no-op.
-    run_ok(minipaas().args(["lab", "base-image"]));
-    let again = run_ok(minipaas().args(["lab", "base-image", "--release", "trixie"]));
+    Mp::new().args(["lab", "base-image"]).run();
+    let again = Mp::new()
+        .args(["lab", "base-image", "--release", "trixie"])
+        .run()
+        .stdout;
     assert!(
         again.contains("nothing to do"),
         "second run printed: {again}"

@@ -3,11 +3,10 @@
 //! `docker` prints a shell injection as its Swarm node id.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{lab, minipaas, text, Lab};
+use crate::common::{lab, with_status, Lab, Mp, Ran};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,13 +66,8 @@ fn lab_swarm_labels_refuse_a_node_id_that_is_a_shell_injection() {
                 "{flags:?}: `{marker}` exists on {n}: the node id ran as code\n{recap:#}"
             );
         }
-        assert_eq!(out.status.code(), Some(1), "{flags:?}: {}", text(&out));
-        let failed: Vec<&Value> = recap["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["status"] == "failed")
-            .collect();
+        assert_eq!(out.code, Some(1), "{flags:?}: {}", out.text());
+        let failed = with_status(&recap, "failed");
         assert_eq!(failed.len(), 1, "{flags:?}: {recap:#}");
         assert_eq!(failed[0]["host"], "node1", "{recap:#}");
         let task = failed[0]["task"].as_str().unwrap();
@@ -90,7 +84,7 @@ fn lab_swarm_labels_refuse_a_node_id_that_is_a_shell_injection() {
     // `unless` finds no such node).
     fake_docker(lab, dir.path(), "0123456789abcdefghijklmno");
     let (out, recap) = provision(lab, &plan, &["--check"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.code, Some(0), "{}", out.text());
     let labels: Vec<&Value> = recap["tasks"]
         .as_array()
         .unwrap()
@@ -109,13 +103,7 @@ fn fake_docker(lab: &Lab, tmp: &Path, printed: &str) {
         format!("#!/bin/sh\n# stand-in docker of minipaas tests: prints what the test wants as the node id\ncat <<'END'\n{printed}\nEND\n"),
     )
     .unwrap();
-    let node2 = &lab.node("node2").container;
-    let cp = crate::common::docker(&[
-        "cp",
-        fake.to_str().unwrap(),
-        &format!("{node2}:{FAKE}/bin/docker"),
-    ]);
-    assert!(cp.status.success(), "{}", text(&cp));
+    lab.copy_in("node2", &fake, &format!("{FAKE}/bin/docker"));
     // The premise: node2's docker, first on PATH, prints `printed` as its node id.
     let read = lab.ssh_ok(
         "node2",
@@ -126,9 +114,9 @@ fn fake_docker(lab: &Lab, tmp: &Path, printed: &str) {
     assert_eq!(read, printed);
 }
 
-fn provision(lab: &Lab, plan: &Path, flags: &[&str]) -> (Output, Value) {
-    let out = minipaas()
-        .current_dir(&lab.dir)
+fn provision(lab: &Lab, plan: &Path, flags: &[&str]) -> (Ran, Value) {
+    let out = Mp::new()
+        .dir(&lab.dir)
         .arg("provision")
         .arg("-i")
         .arg(&lab.inventory)
@@ -137,9 +125,8 @@ fn provision(lab: &Lab, plan: &Path, flags: &[&str]) -> (Output, Value) {
         .arg(root().join("templates"))
         .args(["--format", "json"])
         .args(flags)
-        .output()
-        .expect("run minipaas");
-    let recap: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON recap ({e}):\n{}", text(&out)));
+        .any_code()
+        .run();
+    let recap = out.json();
     (out, recap)
 }

@@ -5,12 +5,9 @@
 //! line; `playbooks/site.yaml` and `templates/` beside the inventory; the built-in ones.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Instant;
 
-use serde_json::Value;
-
-use crate::common::{self, minipaas, text};
+use crate::common::{self, Mp, Ran};
 
 /// An inventory whose one host refuses connections: plans and templates load (and fail, exit
 /// 2) before any connection, so exit 1 (unreachable) says they loaded.
@@ -29,9 +26,9 @@ fn unreachable_inventory(dir: &Path) {
     .unwrap();
 }
 
-fn provision_in(dir: &Path, args: &[&str]) -> Output {
-    minipaas()
-        .current_dir(dir)
+fn provision_in(dir: &Path, args: &[&str]) -> Ran {
+    Mp::new()
+        .dir(dir)
         .args([
             "provision",
             "-i",
@@ -40,13 +37,13 @@ fn provision_in(dir: &Path, args: &[&str]) -> Output {
             "2",
         ])
         .args(args)
-        .output()
-        .unwrap()
+        .any_code()
+        .run()
 }
 
 /// Exit 1 and the host unreachable: everything loaded, then the connection failed.
-fn loaded_then_unreachable(out: &Output) {
-    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+fn loaded_then_unreachable(out: &Ran) {
+    assert_eq!(out.code, Some(1), "{}", out.text());
 }
 
 #[test]
@@ -71,8 +68,8 @@ fn install_override_order_plan_argument_then_beside_the_inventory_then_built_in(
     )
     .unwrap();
     let out = provision_in(dir, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(2), "{}", out.text());
     assert!(
         err.contains("template `firewall/nftables.conf` line 2"),
         "{err}"
@@ -88,8 +85,8 @@ fn install_override_order_plan_argument_then_beside_the_inventory_then_built_in(
     )
     .unwrap();
     let out = provision_in(dir, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(2), "{}", out.text());
     assert!(
         err.contains("playbooks/site.yaml` line 3") && err.contains("`facts.yaml` not found"),
         "{err}"
@@ -100,7 +97,7 @@ fn install_override_order_plan_argument_then_beside_the_inventory_then_built_in(
     )
     .unwrap();
     let out = provision_in(dir, &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = &out.stderr;
     assert!(
         err.contains("playbooks/tasks/facts.yaml` line 1") && err.contains("debugg"),
         "{err}"
@@ -118,16 +115,7 @@ fn install_override_order_plan_argument_then_beside_the_inventory_then_built_in(
 #[test]
 fn install_init_writes_starters_then_skips_what_exists() {
     let d = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = minipaas()
-            .current_dir(d.path())
-            .arg("init")
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |args: &[&str]| Mp::new().dir(d.path()).arg("init").args(args).run().stdout;
     let first = run(&["cluster"]);
     assert!(first.contains("created cluster/inventory.yaml"), "{first}");
     assert!(
@@ -162,11 +150,7 @@ fn install_init_writes_starters_then_skips_what_exists() {
     .unwrap();
     unreachable_inventory(&cluster);
     let out = provision_in(&cluster, &[]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("taks"),
-        "{}",
-        text(&out)
-    );
+    assert!(out.stderr.contains("taks"), "{}", out.text());
 }
 
 pub(crate) mod lab {
@@ -175,6 +159,7 @@ pub(crate) mod lab {
     //! inventory.yaml` and no other argument, twice, the second run changing nothing.
 
     use super::*;
+    use crate::common::with_status;
 
     use crate::common::site::{
         release_tarball, serve_mirror, sha256_hex, SERVE_PORT, STANDIN, TARBALL,
@@ -198,20 +183,6 @@ pub(crate) mod lab {
                 self.0.down();
             }
         }
-    }
-
-    fn recap(out: &Output) -> Value {
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("no JSON recap ({e}):\n{}", text(out)))
-    }
-
-    fn with_status<'a>(recap: &'a Value, status: &str) -> Vec<&'a Value> {
-        recap["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["status"] == status)
-            .collect()
     }
 
     #[test]
@@ -266,23 +237,22 @@ pub(crate) mod lab {
         .unwrap();
         let provision = || {
             let t = Instant::now();
-            let out = std::process::Command::new(&bin)
-                .current_dir(home)
+            let out = Mp::program(&bin)
+                .dir(home)
                 .args(["provision", "-i", "inventory.yaml", "--format", "json"])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap();
+                .any_code()
+                .run();
             (out, t.elapsed())
         };
 
         let (first, first_took) = provision();
-        let first_recap = recap(&first);
+        let first_recap = first.json();
         assert_eq!(
-            first.status.code(),
+            first.code,
             Some(0),
             "{:#?}\n{}",
             with_status(&first_recap, "failed"),
-            String::from_utf8_lossy(&first.stderr)
+            first.stderr
         );
         // Every task came from the built-in role, named as such.
         let tasks = first_recap["tasks"].as_array().unwrap();
@@ -294,8 +264,8 @@ pub(crate) mod lab {
             "{tasks:#?}"
         );
         let (second, second_took) = provision();
-        let second_recap = recap(&second);
-        assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+        let second_recap = second.json();
+        assert_eq!(second.code, Some(0), "{}", second.text());
         let changed = with_status(&second_recap, "changed");
         assert!(changed.is_empty(), "second run changed: {changed:#?}");
 

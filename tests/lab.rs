@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::net::TcpListener;
 
-use crate::common::{self, docker, minipaas, run_ok};
+use crate::common::{self, docker, Mp};
 
 /// Names of everything Docker holds with lab `name`'s label or name prefix.
 fn leftovers(name: &str) -> Vec<String> {
@@ -45,11 +45,10 @@ fn lab_up_is_idempotent_strict_and_down_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let name = "mptest-cycle";
     // A lab of that name left by an interrupted run would hide what this test proves.
-    run_ok(
-        minipaas()
-            .current_dir(dir.path())
-            .args(["lab", "down", "--name", name]),
-    );
+    Mp::new()
+        .dir(dir.path())
+        .args(["lab", "down", "--name", name])
+        .run();
     let lab = common::lab_up(name, 3, 1, dir.path());
     assert!(
         lab.up_stdout.contains("started node `node3`"),
@@ -95,31 +94,31 @@ fn lab_up_is_idempotent_strict_and_down_leaves_nothing() {
 
     // Again: nothing to do, files untouched.
     let inventory = std::fs::read_to_string(&lab.inventory).unwrap();
-    let again = run_ok(
-        minipaas()
-            .current_dir(dir.path())
-            .args(["lab", "up", "--name", name]),
-    );
+    let again = Mp::new()
+        .dir(dir.path())
+        .args(["lab", "up", "--name", name])
+        .run()
+        .stdout;
     assert!(again.contains("nothing to do"), "{again}");
     assert!(!again.contains("changed:"), "{again}");
     assert_eq!(std::fs::read_to_string(&lab.inventory).unwrap(), inventory);
     assert_eq!(std::fs::read_to_string(&lab.known_hosts).unwrap(), known);
 
-    let status = run_ok(
-        minipaas()
-            .current_dir(dir.path())
-            .args(["lab", "status", "--name", name]),
-    );
+    let status = Mp::new()
+        .dir(dir.path())
+        .args(["lab", "status", "--name", name])
+        .run()
+        .stdout;
     for n in &lab.nodes {
         assert!(status.contains(&n.container), "{status}");
         assert!(status.contains(&n.ssh_port.to_string()), "{status}");
     }
 
-    let ssh = run_ok(
-        minipaas()
-            .current_dir(dir.path())
-            .args(["lab", "ssh", "node3", "--name", name, "--", "hostname"]),
-    );
+    let ssh = Mp::new()
+        .dir(dir.path())
+        .args(["lab", "ssh", "node3", "--name", name, "--", "hostname"])
+        .run()
+        .stdout;
     assert_eq!(ssh.trim(), "node3");
 
     // A stopped lab comes back with `lab up`, even when a node boots `degraded` because of
@@ -220,13 +219,12 @@ fn lab_shared_lab_answers_strict_ssh_on_every_node() {
 fn lab_up_refuses_to_reshape_an_existing_lab() {
     let lab = common::lab();
     let dir = tempfile::tempdir().unwrap();
-    let out = minipaas()
-        .current_dir(dir.path())
+    let stderr = Mp::new()
+        .dir(dir.path())
         .args(["lab", "up", "--name", &lab.name, "--nodes", "2"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .code(2)
+        .run()
+        .stderr;
     assert!(stderr.contains("node `node3` beyond --nodes 2"), "{stderr}");
     assert!(
         stderr.contains(&format!("minipaas lab down --name {}", lab.name)),
@@ -242,14 +240,13 @@ fn lab_taken_ssh_port_is_a_clear_error() {
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let name = "mptest-port";
-    let out = minipaas()
-        .current_dir(dir.path())
+    let stderr = Mp::new()
+        .dir(dir.path())
         .args(["lab", "up", "--name", name, "--nodes", "2"])
         .args(["--ssh-port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .code(2)
+        .run()
+        .stderr;
     assert!(
         stderr.contains(&format!("port `{port}` on 127.0.0.1 is already taken")),
         "{stderr}"
@@ -262,14 +259,13 @@ fn lab_taken_ssh_port_is_a_clear_error() {
 fn no_docker_engine_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     for args in [&["lab", "up"][..], &["lab", "status"], &["lab", "down"]] {
-        let out = minipaas()
-            .current_dir(dir.path())
+        let stderr = Mp::new()
+            .dir(dir.path())
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{out:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+            .code(1)
+            .run()
+            .stderr;
         assert!(stderr.contains("no Docker engine answers"), "{stderr}");
         assert!(stderr.contains("apt-get install docker.io"), "{stderr}");
         assert!(stderr.contains("dockerd &"), "{stderr}");
@@ -287,14 +283,13 @@ fn bad_lab_requests_are_refused_before_anything_runs() {
         (&["--nodes", "0"], "--nodes must be between 1 and 200"),
         (&["--name", "Bad Name"], "lab name `Bad Name` is not usable"),
     ] {
-        let out = minipaas()
+        let stderr = Mp::new()
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .args(["lab", "up"])
             .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+            .code(2)
+            .run()
+            .stderr;
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }

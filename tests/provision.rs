@@ -5,11 +5,10 @@
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{lab, minipaas, Lab};
+use crate::common::{lab, with_status, Lab, Mp, Ran};
 
 const BASE: &str = "/opt/mpt-provision";
 
@@ -17,8 +16,8 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provision")
 }
 
-fn provision(inventory: &Path, plan: &Path, extra: &[&str]) -> Output {
-    minipaas()
+fn provision(inventory: &Path, plan: &Path, extra: &[&str]) -> Ran {
+    Mp::new()
         .arg("provision")
         .arg("-i")
         .arg(inventory)
@@ -26,22 +25,16 @@ fn provision(inventory: &Path, plan: &Path, extra: &[&str]) -> Output {
         .arg("--templates")
         .arg(fixtures().join("templates"))
         .args(extra)
-        .output()
-        .expect("run minipaas")
+        .any_code()
+        .run()
 }
 
-fn json_recap(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+fn json_recap(out: &Ran) -> Value {
+    out.json()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn stderr(out: &Ran) -> String {
+    out.stderr.clone()
 }
 
 /// Serves a random artifact on 127.0.0.1:8731 of every node (loopback: no firewall between
@@ -91,7 +84,7 @@ fn lab_every_module_converges_idempotently_with_check_diff_and_handlers() {
     let first = provision(&lab.inventory, &plan, &["--format", "json"]);
     let recap = json_recap(&first);
     assert!(
-        first.status.success(),
+        first.code == Some(0),
         "first run failed:\n{recap:#}\n{}",
         stderr(&first)
     );
@@ -164,7 +157,7 @@ fn lab_every_module_converges_idempotently_with_check_diff_and_handlers() {
     // Second run: nothing to do anywhere, and no handler runs.
     let second = provision(&lab.inventory, &plan, &["--format", "json"]);
     let recap = json_recap(&second);
-    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(second.code == Some(0), "{}", stderr(&second));
     for n in &lab.nodes {
         assert_eq!(
             counts(&recap, &n.name).0,
@@ -197,12 +190,7 @@ fn lab_every_module_converges_idempotently_with_check_diff_and_handlers() {
         &["--check", "--diff", "--format", "json"],
     );
     let recap = json_recap(&check);
-    let changed: Vec<&Value> = recap["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["status"] == "changed")
-        .collect();
+    let changed = with_status(&recap, "changed");
     assert_eq!(
         changed.len(),
         2,
@@ -219,7 +207,7 @@ fn lab_every_module_converges_idempotently_with_check_diff_and_handlers() {
     assert!(lab
         .ssh_ok("node2", &format!("cat {BASE}/app.conf"))
         .contains("by hand"));
-    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(check.code == Some(0), "{}", stderr(&check));
 
     // Apply repairs it and runs the handler on that host only.
     let fix = provision(&lab.inventory, &plan, &["--format", "json"]);
@@ -318,7 +306,7 @@ fn lab_changed_host_key_is_refused_and_unreachable_host_does_not_stop_others() {
         &format!("      stopped: {{address: 127.0.0.1, port: {closed}}}\n"),
     );
     let out = provision(&inv, &small_plan(dir.path()), &["--format", "json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.code, Some(1), "{}", stderr(&out));
     let recap = json_recap(&out);
     assert_eq!(recap["hosts"]["stopped"]["unreachable"], true);
     assert_eq!(recap["hosts"]["node2"]["unreachable"], true);
@@ -351,17 +339,17 @@ fn lab_unknown_host_key_refused_unless_accepted() {
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let run = |extra: &[&str]| {
-        minipaas()
+        Mp::new()
             .env("HOME", &home)
             .args(["provision", "--format", "json", "-i"])
             .arg(&inv)
             .arg(small_plan(dir.path()))
             .args(extra)
-            .output()
-            .unwrap()
+            .any_code()
+            .run()
     };
     let out = run(&[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.code, Some(1));
     let recap = json_recap(&out);
     let err = recap["hosts"]["node1"]["error"].as_str().unwrap();
     assert!(
@@ -369,10 +357,10 @@ fn lab_unknown_host_key_refused_unless_accepted() {
         "{err}"
     );
     let out = run(&["--accept-new-host-keys"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.code, Some(0), "{}", stderr(&out));
     let recorded = std::fs::read_to_string(home.join(".ssh/known_hosts")).unwrap();
     assert_eq!(recorded.lines().count(), 3, "{recorded}");
-    assert_eq!(run(&[]).status.code(), Some(0));
+    assert_eq!(run(&[]).code, Some(0));
 }
 
 /// A listener that proves nobody connected to it.
@@ -431,16 +419,16 @@ fn bad_input_is_one_clear_error_before_any_connection() {
         };
         let plan = d.join("plan.yaml");
         std::fs::write(&plan, plan_text).unwrap();
-        let out = minipaas()
+        let out = Mp::new()
             .args(["provision", "-i"])
             .arg(&inv)
             .arg(&plan)
             .arg("--templates")
             .arg(d.join("templates"))
-            .output()
-            .unwrap();
+            .any_code()
+            .run();
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert_eq!(out.code, Some(2), "{what}: {err}");
         assert!(err.contains(needle), "{what}: `{needle}` not in: {err}");
         assert!(!err.contains("panicked"), "{what}: {err}");
         assert_eq!(
@@ -490,7 +478,7 @@ fn lab_become_uses_sudo_for_a_non_root_user() {
     .unwrap();
     for expected_changes in [2, 0] {
         let out = provision(&inv, &plan, &["--format", "json"]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.code == Some(0), "{}", stderr(&out));
         assert_eq!(counts(&json_recap(&out), "node3").0, expected_changes);
     }
     assert_eq!(
@@ -527,7 +515,7 @@ fn lab_restarts_asked_for_by_the_plan_are_not_refused_by_the_start_rate_limit() 
     .unwrap();
     let out = provision(&lab.inventory, &plan, &["--format", "json"]);
     let recap = json_recap(&out);
-    assert!(out.status.success(), "{recap:#}\n{}", stderr(&out));
+    assert!(out.code == Some(0), "{recap:#}\n{}", stderr(&out));
     assert_eq!(
         lab.ssh_ok("node2", "systemctl is-active mpt-limited"),
         "active"
@@ -559,7 +547,7 @@ fn task_vars_may_use_the_loop_item() {
     )
     .unwrap();
     let out = provision(&inv, &plan, &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.code == Some(0), "{}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
         "hello a\n"
@@ -574,12 +562,13 @@ fn task_vars_may_use_the_loop_item() {
 /// controller (SIGKILL) as soon as `condition` (sh) holds on `node`, checked from inside the
 /// node's container every 10 ms. Fails when it never holds within 60 s.
 fn kill_provision_when(lab: &Lab, node: &str, plan: &Path, extra: &[&str], condition: &str) {
-    let mut child = minipaas()
+    let mut child = Mp::new()
         .arg("provision")
         .arg("-i")
         .arg(&lab.inventory)
         .arg(plan)
         .args(extra)
+        .command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -677,15 +666,15 @@ fn lab_a_handler_notified_before_the_controller_died_runs_next_time() {
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        minipaas()
+        Mp::new()
             .arg("provision")
             .arg("-i")
             .arg(&lab.inventory)
             .arg(&plan)
             .args(["--format", "json"])
             .args(extra)
-            .output()
-            .unwrap()
+            .any_code()
+            .run()
     };
     // The change is on the host; the controller dies before the slow task ends and handlers run.
     kill_provision_when(
@@ -717,7 +706,7 @@ fn lab_a_handler_notified_before_the_controller_died_runs_next_time() {
     );
     // The next run changes nothing but still runs the handler, once.
     let out = run(&[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.code == Some(0), "{}", stderr(&out));
     let recap = json_recap(&out);
     let handler_runs: Vec<&Value> = recap["tasks"]
         .as_array()

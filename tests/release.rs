@@ -12,11 +12,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::deploy::{
-    deployed_example, get, mp, mp_json, mp_run, remove_stack, Example, STACK,
+    deployed_example, get, in_env, mp, mp_json, mp_run, remove_stack, Example, STACK,
 };
 use crate::common::site::provisioned;
-use crate::common::{minipaas, Lab};
-use crate::common::{text, wait_for};
+use crate::common::wait_for;
+use crate::common::Lab;
 
 /// What a client saw: response bodies by count, and every failure.
 #[derive(Default)]
@@ -100,17 +100,15 @@ fn set_version(env: &Path, version: &str) {
 /// `minipaas ARGS` in `dir`, whatever its exit: (exit code, stdout + stderr).
 fn mp_any(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = mp_run(dir, args);
-    (out.status.code(), text(&out))
+    (out.code, out.text())
 }
 
 fn history(env: &Path) -> Vec<Value> {
-    let out = minipaas()
-        .current_dir(env)
+    let doc = in_env(env)
         .args(["deploy", "history", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+        .run()
+        .json();
+    serde_json::from_value(doc).unwrap()
 }
 
 /// (action, version, result) of each record.

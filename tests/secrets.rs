@@ -3,15 +3,14 @@
 //! byte-for-byte, never evaluated as templates; and nothing minipaas prints, records on the
 //! swarm or leaves on a host shows a secret value.
 
-use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine as _;
 
 use crate::common::deploy::{deployed_example, mp, small_stack, stack_gone};
 use crate::common::site::{provisioned, site_command};
-use crate::common::{minipaas, Lab};
-use crate::common::{text, wait_for};
+use crate::common::wait_for;
+use crate::common::{Lab, Mp, Ran};
 
 /// What a user may well write in a value, and what a template engine would evaluate.
 const TEMPLATE_LIKE: &str =
@@ -159,11 +158,12 @@ fn forms(value: &str) -> Vec<(&'static str, String)> {
 struct Transcript(Vec<(String, String)>);
 
 impl Transcript {
-    /// Runs `cmd`, keeps its stdout and stderr under `what`; returns the output.
-    fn run(&mut self, what: &str, cmd: &mut std::process::Command) -> Output {
-        let out = cmd.output().unwrap();
-        self.0.push((what.to_string(), text(&out)));
-        out
+    /// Runs minipaas, keeps its stdout and stderr under `what`; it must succeed.
+    fn run(&mut self, what: &str, mp: Mp) -> Ran {
+        let ran = mp.any_code().run();
+        self.0.push((what.to_string(), ran.text()));
+        assert_eq!(ran.code, Some(0), "{what}: {}", ran.text());
+        ran
     }
 
     fn keep(&mut self, what: &str, content: String) {
@@ -241,13 +241,11 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
             &["--diff", "-v", "--format", "json"][..],
         ),
     ] {
-        let mut cmd = site_command(site, &lab);
-        cmd.args(flags);
+        let mut cmd = site_command(site, &lab).args(flags);
         for e in &telegram {
-            cmd.args(["-e", e]);
+            cmd = cmd.args(["-e", e]);
         }
-        let out = t.run(what, &mut cmd);
-        assert!(out.status.success(), "{what}: {}", text(&out));
+        t.run(what, cmd);
     }
     for (what, flags) in [
         (
@@ -256,8 +254,7 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
         ),
         ("site token removed", &["--diff", "-v"][..]),
     ] {
-        let out = t.run(what, site_command(site, &lab).args(flags));
-        assert!(out.status.success(), "{what}: {}", text(&out));
+        t.run(what, site_command(site, &lab).args(flags));
     }
 
     // A plan of the user's: a nested secret var, a value registered from a host and used, a
@@ -308,17 +305,16 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
             &["--diff", "-v", "--format", "json"][..],
         ),
     ] {
-        let out = t.run(
+        // The failing command is ignored: every run converges.
+        t.run(
             what,
-            minipaas()
+            Mp::new()
                 .arg("provision")
                 .arg("-i")
                 .arg(&lab.inventory)
                 .arg(&plan)
                 .args(flags),
         );
-        // The failing command is ignored: every run converges.
-        assert!(out.status.success(), "{what}: {}", text(&out));
     }
     // The plan did run: the values are where they belong.
     assert_eq!(
@@ -341,9 +337,9 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
         let file = dir.path().join(name);
         std::fs::write(&file, value).unwrap();
         for format in ["human", "json"] {
-            let out = t.run(
+            t.run(
                 &format!("secret create {name} ({format})"),
-                minipaas().current_dir(&env).args([
+                Mp::new().dir(&env).args([
                     "secret",
                     "create",
                     name,
@@ -355,7 +351,6 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
                     format,
                 ]),
             );
-            assert!(out.status.success(), "{}", text(&out));
         }
     }
     for args in [
@@ -365,8 +360,7 @@ fn lab_no_secret_value_leaks_in_output_on_the_swarm_or_on_hosts() {
         &["deploy", "status", "--format", "json"][..],
         &["deploy", "history"][..],
     ] {
-        let out = t.run(&args.join(" "), minipaas().current_dir(&env).args(args));
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        t.run(&args.join(" "), Mp::new().dir(&env).args(args));
     }
     let secret = in_task(
         &lab,

@@ -592,15 +592,8 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
     fn lab_site_error_line_alerts_telegram_at_a_local_endpoint() {
         let (_g, site, lab) = provisioned();
         let lab = &lab;
-        let script = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(script.path(), TELEGRAM_CAPTURE).unwrap();
+        lab.put("node3", TELEGRAM_CAPTURE.as_bytes(), "/root/tgcapture.py");
         let node3 = lab.node("node3");
-        let cp = common::docker(&[
-            "cp",
-            script.path().to_str().unwrap(),
-            &format!("{}:/root/tgcapture.py", node3.container),
-        ]);
-        assert!(cp.status.success(), "{}", common::text(&cp));
         lab.ssh_ok(
             "node3",
             "rm -f /root/telegram.log; systemctl is-active --quiet minipaas-test-telegram || \
@@ -789,7 +782,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
     }
 
     fn certs(args: &[&str], dir: &Path) {
-        common::run_ok(common::minipaas().arg("certs").args(args).current_dir(dir));
+        common::Mp::new().arg("certs").args(args).dir(dir).run();
     }
 
     /// `docker node ls` from node2 against node1's TLS API with the client files in
@@ -818,18 +811,21 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
         let (pki, foreign) = (tmp.path().join("pki"), tmp.path().join("foreign"));
         let node1 = lab.node("node1").private_address.clone();
         certs(&["ca", "--dir", pki.to_str().unwrap()], tmp.path());
-        certs(
-            &[
-                "server",
-                "--host",
-                "node1",
-                "--ip",
-                &node1,
-                "--dir",
-                pki.to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
+        let server_cert = || {
+            certs(
+                &[
+                    "server",
+                    "--host",
+                    "node1",
+                    "--ip",
+                    &node1,
+                    "--dir",
+                    pki.to_str().unwrap(),
+                ],
+                tmp.path(),
+            )
+        };
+        server_cert();
         certs(
             &[
                 "client",
@@ -855,15 +851,13 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
             ],
             tmp.path(),
         );
-        let node2 = lab.node("node2").container.clone();
         lab.ssh_ok("node2", "rm -rf /root/mpt-tls && mkdir -p /root/mpt-tls");
         for who in ["ours", "theirs"] {
-            let cp = common::docker(&[
-                "cp",
-                tmp.path().join(who).to_str().unwrap(),
-                &format!("{node2}:/root/mpt-tls/{who}"),
-            ]);
-            assert!(cp.status.success(), "{}", common::text(&cp));
+            lab.copy_in(
+                "node2",
+                &tmp.path().join(who),
+                &format!("/root/mpt-tls/{who}"),
+            );
         }
         let tls = format!("docker_tls_dir={}", pki.display());
 
@@ -907,18 +901,7 @@ http.server.HTTPServer(("", 8001), H).serve_forever()
 
         // Rotation: a new server certificate from the same CA restarts Docker once more and the
         // client certificate issued before stays valid.
-        certs(
-            &[
-                "server",
-                "--host",
-                "node1",
-                "--ip",
-                &node1,
-                "--dir",
-                pki.to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
+        server_cert();
         let (code, recap) = provision(site, &lab, &[], std::slice::from_ref(&tls));
         assert_eq!(code, 0, "{:#?}", failures(&recap));
         assert_eq!(restarts(&recap, "node1"), 1, "{:#?}", changed(&recap));

@@ -241,6 +241,15 @@ fn sql_queue_leases_backoff_delays_priorities_and_retention() {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect()
     };
+    // Acks the job under its lease; returns how many rows the ack took.
+    let ack = |c: &mut postgres::Client, job: &(i64, String, i32)| -> usize {
+        c.query(
+            "SELECT * FROM minipaas_queue_ack('q', ARRAY[$1::bigint], $2::text::uuid)",
+            &[&job.0, &job.1],
+        )
+        .unwrap()
+        .len()
+    };
 
     // priorities first, delayed jobs only when due
     c.batch_execute(
@@ -280,13 +289,11 @@ fn sql_queue_leases_backoff_delays_priorities_and_retention() {
         (first[0].0, 2),
         "redelivered, second attempt"
     );
-    let stale = c
-        .query(
-            "SELECT * FROM minipaas_queue_ack('q', ARRAY[$1::bigint], $2::text::uuid)",
-            &[&first[0].0, &first[0].1],
-        )
-        .unwrap();
-    assert!(stale.is_empty(), "ack with a lost lease is refused");
+    assert_eq!(
+        ack(&mut c, &first[0]),
+        0,
+        "ack with a lost lease is refused"
+    );
     // extend keeps it; nack on the last attempt dead-letters it
     let ext = c
         .query(
@@ -353,11 +360,7 @@ fn sql_queue_leases_backoff_delays_priorities_and_retention() {
     )
     .unwrap();
     let l = lease(&mut c, 30.0);
-    c.query(
-        "SELECT * FROM minipaas_queue_ack('q', ARRAY[$1::bigint], $2::text::uuid)",
-        &[&l[0].0, &l[0].1],
-    )
-    .unwrap();
+    ack(&mut c, &l[0]);
     assert_eq!(count(&mut c, "SELECT count(*) FROM q"), 0);
     c.batch_execute(
         "SELECT minipaas_queue_configure('q', retention => '1 hour');
@@ -365,11 +368,7 @@ fn sql_queue_leases_backoff_delays_priorities_and_retention() {
     )
     .unwrap();
     let l = lease(&mut c, 30.0);
-    c.query(
-        "SELECT * FROM minipaas_queue_ack('q', ARRAY[$1::bigint], $2::text::uuid)",
-        &[&l[0].0, &l[0].1],
-    )
-    .unwrap();
+    ack(&mut c, &l[0]);
     c.batch_execute("UPDATE q SET finished_at = now() - interval '2 hours'")
         .unwrap();
     assert!(lease(&mut c, 30.0).is_empty(), "an empty dequeue trims");

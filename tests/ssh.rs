@@ -668,10 +668,10 @@ async fn wrong_or_unusable_keys_fail_authentication_clearly() {
     assert!(matches!(err, TransportError::Key { .. }), "{err:?}");
 }
 
-#[tokio::test]
-async fn refused_connection_fails_fast() {
-    let port = free_port();
-    let target = SshTarget {
+/// A target on loopback `port` with no key and no known host, for tests that never get past
+/// the TCP connection or the banner.
+fn loopback_target(port: u16, connect_timeout: Duration) -> SshTarget {
+    SshTarget {
         host: "node1".into(),
         address: "127.0.0.1".into(),
         port,
@@ -679,8 +679,14 @@ async fn refused_connection_fails_fast() {
         key: None,
         known_hosts: vec![],
         host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(10),
-    };
+        connect_timeout,
+    }
+}
+
+#[tokio::test]
+async fn refused_connection_fails_fast() {
+    let port = free_port();
+    let target = loopback_target(port, Duration::from_secs(10));
     let started = Instant::now();
     let err = SshTransport::connect(target).await.err().unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -700,16 +706,7 @@ async fn silent_server_times_out() {
     // Accepts TCP but never sends an SSH banner.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let target = SshTarget {
-        host: "node1".into(),
-        address: "127.0.0.1".into(),
-        port,
-        user: "root".into(),
-        key: None,
-        known_hosts: vec![],
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(1),
-    };
+    let target = loopback_target(port, Duration::from_secs(1));
     let started = Instant::now();
     let err = SshTransport::connect(target).await.err().unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));

@@ -5,55 +5,57 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::images::{self, BASE, CADDY_IMAGE, POSTGRES_IMAGE};
 use super::site::sha256_hex;
-use super::{minipaas, text, wait_for, Lab};
+use super::{wait_for, Lab, Mp, Ran};
 
 pub(crate) const STACK: &str = "minipaas";
 
-/// Runs minipaas in `dir` (an env dir, or where its work goes), whatever its exit.
-pub(crate) fn mp_run(dir: &Path, args: &[&str]) -> std::process::Output {
-    minipaas()
-        .current_dir(dir)
-        .env("MINIPAAS_BASE_IMAGE", BASE)
-        .args(args)
-        .output()
-        .unwrap()
+/// minipaas in `dir` (an env dir, or where its work goes), its images built from the local
+/// Debian base.
+pub(crate) fn in_env(dir: &Path) -> Mp {
+    Mp::new().dir(dir).env("MINIPAAS_BASE_IMAGE", BASE)
+}
+
+/// Runs minipaas in `dir`, whatever its exit.
+pub(crate) fn mp_run(dir: &Path, args: &[&str]) -> Ran {
+    in_env(dir).args(args).any_code().run()
 }
 
 /// Runs minipaas in `dir`; must succeed. Returns stdout + stderr.
 pub(crate) fn mp(dir: &Path, args: &[&str]) -> String {
-    let out = mp_run(dir, args);
-    assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    in_env(dir).args(args).run().all()
+}
+
+/// An env in `dir` made by `code init` from `dir/compose.yaml` (written by the caller), whose
+/// manager is port 1 of loopback: nothing listens there, so a connection is refused at once.
+pub(crate) fn env_with_unreachable_manager(dir: &Path) {
+    std::fs::write(
+        dir.join("inventory.yaml"),
+        "groups:\n  managers:\n    hosts:\n      manager1: {address: 127.0.0.1, port: 1}\n",
     )
+    .unwrap();
+    mp(
+        dir,
+        &[
+            "code",
+            "init",
+            "-c",
+            "compose.yaml",
+            "--inventory",
+            "inventory.yaml",
+        ],
+    );
 }
 
 /// Runs an engine-backed command with `--format json`; must succeed. Returns the changed tasks.
 pub(crate) fn mp_json(dir: &Path, args: &[&str]) -> Vec<String> {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--format", "json"]);
-    let out = minipaas()
-        .current_dir(dir)
-        .env("MINIPAAS_BASE_IMAGE", BASE)
-        .args(&all)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "minipaas {args:?}: {}", text(&out));
-    let recap: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON recap ({e}): {}", text(&out)));
-    recap["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["status"] == "changed")
-        .map(|t| format!("{}: {}", t["host"], t["task"]))
-        .collect()
+    let recap = in_env(dir)
+        .args(args)
+        .args(["--format", "json"])
+        .run()
+        .json();
+    super::changed(&recap)
 }
 
 /// An HTTP GET through Caddy on node1's published port, with the route's host.
@@ -126,7 +128,8 @@ pub(crate) fn stack_gone(lab: &Lab, stack: &str) {
     );
 }
 
-/// A stack of its own in `env` (no Caddy, no PostgreSQL) from `compose`, its services workers.
+/// A stack of its own in `env` (no Caddy, no PostgreSQL) from `compose`, `services` made
+/// workers (the caller gives the others their roles).
 pub(crate) fn small_stack(lab: &Lab, env: &Path, stack: &str, compose: &str, services: &[&str]) {
     stack_gone(lab, stack);
     std::fs::write(env.join("compose.yaml"), compose).unwrap();
@@ -153,9 +156,11 @@ pub(crate) fn small_stack(lab: &Lab, env: &Path, stack: &str, compose: &str, ser
     settings["runtime"]["postgres"] = false.into();
     std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
     mp(env, &["code", "init"]);
-    let mut worker = vec!["code", "worker"];
-    worker.extend(services);
-    mp(env, &worker);
+    if !services.is_empty() {
+        let mut worker = vec!["code", "worker"];
+        worker.extend(services);
+        mp(env, &worker);
+    }
 }
 
 /// The example app copied into `work/app` with its env `work/app/deploy` made by `code init`

@@ -19,6 +19,7 @@ pub(crate) mod images;
 pub(crate) mod pg;
 pub(crate) mod site;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -29,25 +30,134 @@ pub fn shared_lab_name() -> String {
     std::env::var("MINIPAAS_TEST_LAB").unwrap_or_else(|_| "mptest".into())
 }
 
-/// A `minipaas` command (the binary under test), stdin closed.
-pub fn minipaas() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minipaas"));
-    cmd.stdin(Stdio::null());
-    cmd
+/// One run of the minipaas under test, built and then run, as casey/just's tests build a
+/// `Test`: `Mp::new().dir(env).args(["deploy", "status"]).code(1).run()`. Every test runs
+/// minipaas through it. `run` insists on the exit code (0 unless [`Mp::code`] or
+/// [`Mp::any_code`] says otherwise), naming the command and its output when it differs.
+pub struct Mp {
+    cmd: Command,
+    code: Option<i32>,
 }
 
-/// Runs `cmd`, panics with its output unless it succeeded, returns its stdout.
+impl Default for Mp {
+    fn default() -> Self {
+        Mp::new()
+    }
+}
+
+impl Mp {
+    /// The binary under test, stdin closed, in the test's working directory.
+    pub fn new() -> Mp {
+        Mp::program(env!("CARGO_BIN_EXE_minipaas"))
+    }
+
+    /// A copy of the binary elsewhere (the install test runs one outside the checkout).
+    pub fn program(path: impl AsRef<OsStr>) -> Mp {
+        let mut cmd = Command::new(path);
+        cmd.stdin(Stdio::null());
+        Mp { cmd, code: Some(0) }
+    }
+
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Mp {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Mp {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Mp
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Mp {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// The exit code the run must end with.
+    pub fn code(mut self, code: i32) -> Mp {
+        self.code = Some(code);
+        self
+    }
+
+    /// Any exit code will do: the caller looks at [`Ran::code`] itself.
+    pub fn any_code(mut self) -> Mp {
+        self.code = None;
+        self
+    }
+
+    /// The command itself, for a test that spawns it (and kills or streams it).
+    pub fn command(self) -> Command {
+        self.cmd
+    }
+
+    pub fn run(mut self) -> Ran {
+        let output = self
+            .cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", self.cmd));
+        let ran = Ran {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        if let Some(want) = self.code {
+            assert_eq!(
+                ran.code,
+                Some(want),
+                "{:?} exited {:?}, not {want}:\n{}",
+                self.cmd,
+                ran.code,
+                ran.text()
+            );
+        }
+        ran
+    }
+}
+
+/// What one run of minipaas printed, and its exit code.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// stdout then stderr.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The exit code and both streams, for assertion messages.
+    pub fn text(&self) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// stdout as JSON (`--format json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Runs `cmd` (another program than minipaas, which runs through [`Mp`]), panics with its
+/// output unless it succeeded, returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -59,6 +169,32 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The tasks of a JSON recap (`--format json`) with `status` (`changed`, `failed`, ...).
+pub fn with_status<'a>(recap: &'a serde_json::Value, status: &str) -> Vec<&'a serde_json::Value> {
+    recap["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["status"] == status)
+        .collect()
+}
+
+/// `host: task` of each changed task of a JSON recap.
+pub fn changed(recap: &serde_json::Value) -> Vec<String> {
+    with_status(recap, "changed")
+        .iter()
+        .map(|t| format!("{}: {}", t["host"], t["task"]))
+        .collect()
+}
+
+/// `host: task: message` of each failed task of a JSON recap.
+pub fn failures(recap: &serde_json::Value) -> Vec<String> {
+    with_status(recap, "failed")
+        .iter()
+        .map(|t| format!("{}: {}: {}", t["host"], t["task"], t["message"]))
+        .collect()
 }
 
 /// `docker ARGS...`; panics when the docker command cannot run at all.
@@ -119,16 +255,13 @@ pub fn lab() -> &'static Lab {
 /// For tests that need their own nodes; they should [`Lab::down`] them when done.
 pub fn lab_up(name: &str, nodes: usize, managers: usize, dir: &Path) -> Lab {
     std::fs::create_dir_all(dir).unwrap();
-    let up_stdout = run_ok(minipaas().current_dir(dir).args([
-        "lab",
-        "up",
-        "--name",
-        name,
-        "--nodes",
-        &nodes.to_string(),
-        "--managers",
-        &managers.to_string(),
-    ]));
+    let up_stdout = Mp::new()
+        .dir(dir)
+        .args(["lab", "up", "--name", name])
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--managers", &managers.to_string()])
+        .run()
+        .stdout;
     let dir = dir.canonicalize().unwrap();
     let inventory = dir.join("inventories").join(format!("{name}.yaml"));
     let text = std::fs::read_to_string(&inventory)
@@ -211,6 +344,21 @@ impl Lab {
             })
     }
 
+    /// Copies the local file `from` to `to` on `node` (into its container, not over SSH: no
+    /// firewall or sshd setting of a test can get in the way).
+    pub fn copy_in(&self, node: &str, from: &Path, to: &str) {
+        let dest = format!("{}:{to}", self.node(node).container);
+        let cp = docker(&["cp", from.to_str().unwrap(), &dest]);
+        assert!(cp.status.success(), "docker cp to {dest}: {}", text(&cp));
+    }
+
+    /// Writes `content` to `to` on `node`.
+    pub fn put(&self, node: &str, content: &[u8], to: &str) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), content).unwrap();
+        self.copy_in(node, file.path(), to);
+    }
+
     /// Like [`Lab::ssh`], but panics with the output unless the command succeeded; returns its
     /// stdout trimmed.
     pub fn ssh_ok(&self, node: &str, command: &str) -> String {
@@ -228,11 +376,11 @@ impl Lab {
 
     /// `minipaas lab down --name NAME` from the lab's directory; returns what it printed.
     pub fn down(&self) -> String {
-        run_ok(
-            minipaas()
-                .current_dir(&self.dir)
-                .args(["lab", "down", "--name", &self.name]),
-        )
+        Mp::new()
+            .dir(&self.dir)
+            .args(["lab", "down", "--name", &self.name])
+            .run()
+            .stdout
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
-use super::Lab;
+use super::{Lab, Mp};
 use crate::common;
 
 /// The stand-in swarm-cronjob release: a script that sleeps, in the release's tar layout
@@ -159,10 +159,10 @@ pub(crate) fn provisioned() -> (std::sync::MutexGuard<'static, ()>, &'static Sit
 /// values; the caller adds its flags and values (later `-e` values win).
 /// swarm-cronjob comes from the mirror's `v1.14.0/`, verified by its checksums file (no
 /// `swarm_cronjob_sha256_*`: the default path).
-pub(crate) fn site_command(_site: &Site, lab: &Lab) -> std::process::Command {
+pub(crate) fn site_command(_site: &Site, lab: &Lab) -> Mp {
     let url = format!("swarm_cronjob_url={}", mirror_url(lab, "v1.14.0"));
-    let mut cmd = common::minipaas();
-    cmd.current_dir(&lab.dir)
+    Mp::new()
+        .dir(&lab.dir)
         .arg("provision")
         .arg("-i")
         .arg(&lab.inventory)
@@ -170,43 +170,24 @@ pub(crate) fn site_command(_site: &Site, lab: &Lab) -> std::process::Command {
         .arg("--templates")
         .arg(root().join("templates"))
         .args(["-e", &url])
-        .args(["-e", &format!("minipaas_extra_ports=[{SERVE_PORT}]")]);
-    cmd
+        .args(["-e", &format!("minipaas_extra_ports=[{SERVE_PORT}]")])
 }
 
 /// `minipaas provision` of playbooks/site.yaml on the site lab with `extra` -e values;
 /// returns the exit code and the JSON recap.
 pub(crate) fn provision(site: &Site, lab: &Lab, flags: &[&str], extra: &[String]) -> (i32, Value) {
-    let mut cmd = site_command(site, lab);
-    cmd.args(["--format", "json"]).args(flags);
+    let mut cmd = site_command(site, lab)
+        .args(["--format", "json"])
+        .args(flags)
+        .any_code();
     for e in extra {
-        cmd.args(["-e", e]);
+        cmd = cmd.args(["-e", e]);
     }
-    let out = cmd.output().expect("run minipaas");
-    let recap: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON recap ({e}):\n{}", common::text(&out)));
-    (out.status.code().unwrap_or(-1), recap)
+    let ran = cmd.run();
+    (ran.code.unwrap_or(-1), ran.json())
 }
 
-pub(crate) fn failures(recap: &Value) -> Vec<String> {
-    recap["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["status"] == "failed")
-        .map(|t| format!("{}: {}: {}", t["host"], t["task"], t["message"]))
-        .collect()
-}
-
-pub(crate) fn changed(recap: &Value) -> Vec<String> {
-    recap["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["status"] == "changed")
-        .map(|t| format!("{}: {}", t["host"], t["task"]))
-        .collect()
-}
+pub(crate) use super::{changed, failures};
 
 /// Converged: a run that succeeds. Returns the recap.
 pub(crate) fn converge(site: &Site, lab: &Lab, flags: &[&str]) -> Value {
