@@ -163,7 +163,11 @@ async fn site_defaults_refuse_values_that_would_become_code() {
             .filter(|t| t.status == minipaas::engine::Status::Failed)
             .collect();
         assert_eq!(failed.len(), 1, "{name}: {:#?}", recap.tasks);
-        let message = failed[0].message.clone().unwrap_or_default();
+        let message = failed[0]
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let named = message.contains(name)
             || (name.ends_with("_ports") && message.contains("minipaas_extra_ports"));
         assert!(named, "{name}: {message}");
@@ -308,7 +312,11 @@ async fn site_preflight_refuses_unsupported_hosts_by_name() {
             .filter(|t| t.status == Status::Failed)
             .collect();
         assert_eq!(failed.len(), 1, "{expected}: {:#?}", recap.tasks);
-        let message = failed[0].message.clone().unwrap_or_default();
+        let message = failed[0]
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(message.contains(expected), "{expected}: {message}");
         assert!(message.contains("`here`"), "{expected}: {message}");
     }

@@ -52,7 +52,7 @@ pub fn verdict(g: &Gathered, goal: Goal, began: Option<&str>) -> Verdict {
     let mut done = Vec::new();
     let mut waiting = Vec::new();
     for s in services {
-        let tasks: Vec<&Task> = g.tasks.iter().filter(|t| t.service_id == s.id).collect();
+        let tasks = g.tasks_of(&s.id);
         match service_state(s, &tasks, g, goal, began) {
             State::Done(line) => done.push(line),
             State::Waiting => waiting.push(s.spec.name.clone()),
@@ -102,7 +102,9 @@ pub fn service_state(
         _ => {}
     }
     // Without a registry, a node without the image rejects the task for good.
-    let newest = tasks.iter().max_by(|a, b| a.created_at.cmp(&b.created_at));
+    let newest = tasks
+        .iter()
+        .max_by(|a, b| moment(&a.created_at).cmp(&moment(&b.created_at)));
     if newest
         .is_some_and(|t| t.status.state == "rejected" && t.status.err.contains("No such image"))
     {
@@ -219,6 +221,33 @@ mod tests {
         assert_eq!(
             state(replicated(2, None), failing, Goal::Update, None),
             State::Waiting
+        );
+    }
+
+    #[test]
+    fn a_task_on_a_down_node_is_not_counted() {
+        // node2 went down: its task still says running; the replacement runs on node3.
+        let mut t = tasks(&[
+            (1, "running", "", OLD),
+            (2, "running", "", OLD),
+            (3, "running", "", OLD),
+        ]);
+        t[2].slot = Some(2);
+        let mut g = gathered(vec![replicated(2, None)], t);
+        g.nodes = serde_json::from_value(json!([
+            {"ID": "node1", "Hostname": "n1", "Status": "Ready"},
+            {"ID": "node2", "Hostname": "n2", "Status": "Down"},
+            {"ID": "node3", "Hostname": "n3", "Status": "Ready"}
+        ]))
+        .unwrap();
+        assert_eq!(
+            verdict(&g, Goal::Update, None),
+            Verdict::Converged(vec!["st_web 2/2".into()])
+        );
+        g.nodes[1].status = "Ready".into();
+        assert_eq!(
+            verdict(&g, Goal::Update, None),
+            Verdict::Waiting(vec!["st_web".into()])
         );
     }
 

@@ -85,7 +85,9 @@ pub fn classify_in(
     }
     if cron {
         // Between runs it has 0 replicas; only its last run says anything.
-        let last = tasks.iter().max_by(|a, b| a.created_at.cmp(&b.created_at));
+        let last = tasks
+            .iter()
+            .max_by(|a, b| moment(&a.created_at).cmp(&moment(&b.created_at)));
         let failed = last.is_some_and(|t| is_failure(&t.status.state));
         return Assessment {
             kind: ServiceKind::Cron,
@@ -123,7 +125,7 @@ pub fn classify_in(
     let mut latest: BTreeMap<String, &Task> = BTreeMap::new();
     for &t in tasks {
         let e = latest.entry(slot(t)).or_insert(t);
-        if t.created_at > e.created_at {
+        if moment(&t.created_at) > moment(&e.created_at) {
             *e = t;
         }
     }

@@ -131,8 +131,30 @@ pub struct TaskStatus {
 
 #[derive(Debug, Deserialize)]
 pub struct Node {
+    /// Possibly shortened, as `docker node ls` prints it; task node IDs are full.
     #[serde(rename = "ID")]
     pub id: String,
     #[serde(rename = "Hostname")]
     pub hostname: String,
+    /// `Ready`, `Down`, ...
+    #[serde(rename = "Status", default)]
+    pub status: String,
+}
+
+impl Gathered {
+    /// The tasks of service `id`, leaving out those on nodes that are down: their last state
+    /// (often `running`) is what the node reported before it went, not what runs, as
+    /// `docker service ls` counts them.
+    pub fn tasks_of(&self, id: &str) -> Vec<&Task> {
+        let down: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.status.eq_ignore_ascii_case("down") && !n.id.is_empty())
+            .map(|n| n.id.as_str())
+            .collect();
+        self.tasks
+            .iter()
+            .filter(|t| t.service_id == id && !down.iter().any(|d| t.node_id.starts_with(d)))
+            .collect()
+    }
 }

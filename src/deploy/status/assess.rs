@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ServiceStatus;
 use crate::swarm::health::classify;
-use crate::swarm::model::Task;
 use crate::swarm::Gathered;
 
 pub(super) fn assess(stack: &str, g: &Gathered, built: &BTreeSet<String>) -> Vec<ServiceStatus> {
@@ -28,7 +27,7 @@ pub(super) fn assess(stack: &str, g: &Gathered, built: &BTreeSet<String>) -> Vec
         .services
         .iter()
         .map(|s| {
-            let tasks: Vec<&Task> = g.tasks.iter().filter(|t| t.service_id == s.id).collect();
+            let tasks = g.tasks_of(&s.id);
             let short = s
                 .spec
                 .name
