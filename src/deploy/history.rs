@@ -207,16 +207,8 @@ fn user_from_passwd() -> Option<String> {
 }
 
 fn now_utc() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::swarm::rfc3339(now).unwrap_or_default()
 }
 
 /// `user@machine`, from the environment and the kernel's host name.
