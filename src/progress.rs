@@ -77,6 +77,32 @@ impl Progress {
                         b.finish_and_clear();
                     }
                 }
+                Event::BatchStart {
+                    play,
+                    number,
+                    of,
+                    hosts,
+                } => {
+                    let names: Vec<&str> = hosts.iter().map(|h| h.0.as_str()).collect();
+                    let line = format!(
+                        "play `{play}`: batch {number} of {of}: {}",
+                        names.join(", ")
+                    );
+                    self.print(&multi, tty, &line);
+                }
+                Event::RunStopped { why, not_started } => {
+                    let mut line = format!("run stopped: {why}");
+                    if !not_started.is_empty() {
+                        let names: Vec<&str> = not_started.iter().map(|h| h.0.as_str()).collect();
+                        line.push_str(&format!("; never started: {}", names.join(", ")));
+                    }
+                    self.print(&multi, tty, &line);
+                    for h in &not_started {
+                        if let Some(b) = bars.remove(&h.0) {
+                            b.finish_and_clear();
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -161,6 +187,25 @@ pub fn recap_table(recap: &Recap) -> String {
             if r.unreachable { "yes" } else { "no" },
             r.duration_ms as f64 / 1000.0
         ));
+    }
+    if let Some(why) = &recap.stopped {
+        s.push_str(&format!("run stopped: {why}\n"));
+        let names = |f: fn(&crate::engine::HostRecap) -> bool| -> Vec<&str> {
+            recap
+                .hosts
+                .iter()
+                .filter(|(_, r)| f(r))
+                .map(|(h, _)| h.as_str())
+                .collect()
+        };
+        for (what, hosts) in [
+            ("never started", names(|r| r.not_started)),
+            ("later plays not run on", names(|r| r.unfinished)),
+        ] {
+            if !hosts.is_empty() {
+                s.push_str(&format!("{what}: {}\n", hosts.join(", ")));
+            }
+        }
     }
     s.push_str(&format!(
         "{} host(s), {} changed, {:.1}s\n",

@@ -9,6 +9,7 @@
 mod failure;
 mod host;
 pub mod limits;
+mod peers;
 mod pending;
 mod probe;
 pub mod redact;
@@ -171,6 +172,18 @@ pub enum Event {
     HostDone {
         host: HostName,
     },
+    /// A play with `serial` starts one of its batches.
+    BatchStart {
+        play: String,
+        number: usize,
+        of: usize,
+        hosts: Vec<HostName>,
+    },
+    /// A batch failed beyond its budget: no later batch or play runs.
+    RunStopped {
+        why: String,
+        not_started: Vec<HostName>,
+    },
     /// A line from the layer above the engine for the operator, between runs (a deploy that
     /// failed and is being rolled back). Printed whatever the format, on stderr.
     Notice(String),
@@ -186,6 +199,12 @@ pub struct HostRecap {
     #[serde(skip_serializing_if = "is_zero")]
     pub ignored: u32,
     pub unreachable: bool,
+    /// The run stopped (a batch failed beyond its budget) before this host's batch began.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_started: bool,
+    /// The run stopped before this host ran its later plays.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub duration_ms: u64,
@@ -195,13 +214,26 @@ pub struct HostRecap {
 pub struct Recap {
     pub hosts: BTreeMap<String, HostRecap>,
     pub tasks: Vec<TaskReport>,
+    /// Why the run stopped before every play ran, when a batch failed beyond its budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub duration_ms: u64,
 }
 
 impl Recap {
     /// True when every host converged: none failed and none was unreachable.
     pub fn success(&self) -> bool {
-        self.hosts.values().all(|h| h.failed == 0 && !h.unreachable)
+        self.stopped.is_none() && self.hosts.values().all(|h| h.failed == 0 && !h.unreachable)
+    }
+
+    /// The hosts a retry must run: those that failed, were unreachable, or that a stopped run
+    /// never finished.
+    pub fn unconverged(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|(_, h)| h.failed > 0 || h.unreachable || h.not_started || h.unfinished)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     pub fn changed(&self) -> u32 {
@@ -219,12 +251,17 @@ impl Recap {
             h.skipped += l.skipped;
             h.ignored += l.ignored;
             h.unreachable |= l.unreachable;
+            h.not_started |= l.not_started;
+            h.unfinished |= l.unfinished;
             if h.error.is_none() {
                 h.error = l.error;
             }
             h.duration_ms += l.duration_ms;
         }
         self.tasks.extend(later.tasks);
+        if self.stopped.is_none() {
+            self.stopped = later.stopped;
+        }
         self.duration_ms += later.duration_ms;
     }
 
@@ -320,10 +357,14 @@ pub async fn run(
     let known_hosts = known_hosts_files(inventory);
     let groups = vars::groups_value(inventory);
 
-    for (play, hosts) in plan.plays.iter().zip(play_hosts) {
+    let peers = Arc::new(peers::Peers::new(inventory, known_hosts.clone(), opts));
+    let plays: Vec<(&crate::plan::Play, Vec<HostName>)> =
+        plan.plays.iter().zip(play_hosts).collect();
+    'plays: for (index, (play, hosts)) in plays.iter().enumerate() {
         let hosts: Vec<HostName> = hosts
-            .into_iter()
-            .filter(|h| states.get(h).is_some_and(|s| !s.dead))
+            .iter()
+            .filter(|h| states.get(*h).is_some_and(|s| !s.dead))
+            .cloned()
             .collect();
         let _ = events.send(Event::PlayStart {
             name: play.name.clone(),
@@ -332,80 +373,74 @@ pub async fn run(
         if hosts.is_empty() {
             continue;
         }
-        // Every host of the inventory, as in Ansible: a host outside --limit still has its
-        // addresses and groups (the firewall's cluster set lists every node); facts only from
-        // the hosts of this run.
-        let no_facts = Map::new();
-        let hostvars = Arc::new(vars::hostvars(inventory.hosts.iter().map(|h| {
-            let facts = states.get(&h.name).map_or(&no_facts, |s| &s.facts);
-            (h, facts)
-        })));
-        let mut jobs = tokio::task::JoinSet::new();
-        let mut job_hosts = std::collections::HashMap::new();
-        for name in hosts {
-            let Some(mut st) = states.remove(&name) else {
-                continue;
-            };
-            let ctx = host::PlayCtx {
-                play: play.clone(),
-                opts: opts.clone(),
-                templates: templates.clone(),
-                groups: groups.clone(),
-                hostvars: hostvars.clone(),
-                events: events.clone(),
-            };
-            let limits = limits.clone();
-            let known_hosts = known_hosts.clone();
-            let job = jobs.spawn(async move {
-                let permit = limits.hosts.clone().acquire_owned().await;
-                if ctx.play.reset_connection {
-                    if let Some(t) = st.transport.take() {
-                        t.close().await;
-                    }
-                }
-                let outcome = match connect(&mut st, &ctx.opts, &known_hosts).await {
-                    Ok(t) => {
-                        host::run_play(&ctx, &st.host, &t, &mut st.facts, &mut st.pending).await
-                    }
-                    Err(e) => host::PlayOutcome::unreachable(e),
-                };
-                drop(permit);
-                (st, outcome)
-            });
-            job_hosts.insert(job.id(), name);
-        }
-        while let Some(res) = jobs.join_next_with_id().await {
-            let (mut st, outcome) = match res {
-                Ok((_, done)) => done,
-                // A panicking host task is a bug: its host failed, the others still finish,
-                // and the run does not pass for a success.
-                Err(e) => {
-                    if let Some(name) = job_hosts.get(&e.id()) {
-                        host_panicked(&mut recap, &events, &play.name, name, e);
-                    }
-                    continue;
-                }
-            };
-            for r in &outcome.reports {
-                recap.record(r);
-            }
-            let hr = recap.hosts.entry(st.host.name.0.clone()).or_default();
-            if let Some(err) = outcome.unreachable {
-                hr.unreachable = true;
-                hr.error = Some(err.clone());
-                st.dead = true;
-                let _ = events.send(Event::Unreachable {
-                    host: st.host.name.clone(),
-                    error: err,
+        let batches = crate::plan::batches(&hosts, &play.serial);
+        let count = batches.len();
+        for (number, batch) in batches.iter().enumerate() {
+            if count > 1 {
+                let _ = events.send(Event::BatchStart {
+                    play: play.name.clone(),
+                    number: number + 1,
+                    of: count,
+                    hosts: batch.clone(),
                 });
             }
-            if outcome.failed {
-                st.dead = true;
+            let failed = run_batch(
+                play,
+                batch,
+                &mut states,
+                &mut recap,
+                Batch {
+                    inventory,
+                    opts,
+                    templates: &templates,
+                    groups: &groups,
+                    limits: &limits,
+                    known_hosts: &known_hosts,
+                    peers: &peers,
+                    events: &events,
+                },
+            )
+            .await;
+            let Some(why) = budget_spent(play, batch.len(), failed.len()) else {
+                continue;
+            };
+            let label = if count > 1 {
+                format!("batch {} of {count}", number + 1)
+            } else {
+                "its hosts".to_string()
+            };
+            let why = format!(
+                "play `{}`: {label} failed ({}) {why}",
+                play.name,
+                failed
+                    .iter()
+                    .map(|h| h.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let later: Vec<&HostName> = batches[number + 1..].iter().flatten().collect();
+            let rest = &plays[index + 1..];
+            for (name, st) in &states {
+                if st.dead {
+                    continue;
+                }
+                let hr = recap.hosts.entry(name.0.clone()).or_default();
+                if later.contains(&name) {
+                    hr.not_started = true;
+                } else if rest.iter().any(|(_, hs)| hs.contains(name)) {
+                    hr.unfinished = true;
+                }
             }
-            hr.duration_ms = st.started.elapsed().as_millis() as u64;
-            states.insert(st.host.name.clone(), st);
+            let not_started: Vec<HostName> = later.into_iter().cloned().collect();
+            let _ = events.send(Event::RunStopped {
+                why: why.clone(),
+                not_started,
+            });
+            recap.stopped = Some(why);
+            break 'plays;
         }
     }
+    peers.close().await;
     for st in states.values() {
         if let Some(t) = &st.transport {
             t.close().await;
@@ -416,6 +451,128 @@ pub async fn run(
     }
     recap.duration_ms = started.elapsed().as_millis() as u64;
     Ok(recap)
+}
+
+/// What every batch of a run shares.
+struct Batch<'a> {
+    inventory: &'a Inventory,
+    opts: &'a Options,
+    templates: &'a host::TemplateCache,
+    groups: &'a Value,
+    limits: &'a Limits,
+    known_hosts: &'a [PathBuf],
+    peers: &'a Arc<peers::Peers>,
+    events: &'a UnboundedSender<Event>,
+}
+
+/// Runs `play` on the hosts of one batch at once; returns the hosts that failed or were
+/// unreachable in it.
+async fn run_batch(
+    play: &crate::plan::Play,
+    hosts: &[HostName],
+    states: &mut BTreeMap<HostName, HostState>,
+    recap: &mut Recap,
+    b: Batch<'_>,
+) -> Vec<HostName> {
+    // Every host of the inventory, as in Ansible: a host outside --limit still has its
+    // addresses and groups (the firewall's cluster set lists every node); facts only from
+    // the hosts of this run.
+    let no_facts = Map::new();
+    let hostvars = Arc::new(vars::hostvars(b.inventory.hosts.iter().map(|h| {
+        let facts = states.get(&h.name).map_or(&no_facts, |s| &s.facts);
+        (h, facts)
+    })));
+    let mut jobs = tokio::task::JoinSet::new();
+    let mut job_hosts = std::collections::HashMap::new();
+    for name in hosts {
+        let Some(mut st) = states.remove(name) else {
+            continue;
+        };
+        let ctx = host::PlayCtx {
+            play: play.clone(),
+            opts: b.opts.clone(),
+            templates: b.templates.clone(),
+            groups: b.groups.clone(),
+            hostvars: hostvars.clone(),
+            peers: b.peers.clone(),
+            events: b.events.clone(),
+        };
+        let limits = b.limits.clone();
+        let known_hosts = b.known_hosts.to_vec();
+        let job = jobs.spawn(async move {
+            let permit = limits.hosts.clone().acquire_owned().await;
+            if ctx.play.reset_connection {
+                if let Some(t) = st.transport.take() {
+                    t.close().await;
+                }
+            }
+            let outcome = match connect(&mut st, &ctx.opts, &known_hosts).await {
+                Ok(t) => host::run_play(&ctx, &st.host, &t, &mut st.facts, &mut st.pending).await,
+                Err(e) => host::PlayOutcome::unreachable(e),
+            };
+            drop(permit);
+            (st, outcome)
+        });
+        job_hosts.insert(job.id(), name.clone());
+    }
+    let mut failed = Vec::new();
+    while let Some(res) = jobs.join_next_with_id().await {
+        let (mut st, outcome) = match res {
+            Ok((_, done)) => done,
+            // A panicking host task is a bug: its host failed, the others still finish,
+            // and the run does not pass for a success.
+            Err(e) => {
+                if let Some(name) = job_hosts.get(&e.id()) {
+                    host_panicked(recap, b.events, &play.name, name, e);
+                    failed.push(name.clone());
+                }
+                continue;
+            }
+        };
+        for r in &outcome.reports {
+            recap.record(r);
+        }
+        let hr = recap.hosts.entry(st.host.name.0.clone()).or_default();
+        if let Some(err) = outcome.unreachable {
+            hr.unreachable = true;
+            hr.error = Some(err.clone());
+            st.dead = true;
+            let _ = b.events.send(Event::Unreachable {
+                host: st.host.name.clone(),
+                error: err,
+            });
+        }
+        if outcome.failed {
+            st.dead = true;
+        }
+        if st.dead {
+            failed.push(st.host.name.clone());
+        }
+        hr.duration_ms = st.started.elapsed().as_millis() as u64;
+        states.insert(st.host.name.clone(), st);
+    }
+    failed.sort();
+    failed
+}
+
+/// Why a batch of `size` hosts with `failed` failures stops the run, if it does: any failure
+/// with `any_errors_fatal`, more than `max_fail_percentage`, or else the whole batch (as
+/// Ansible decides).
+fn budget_spent(play: &crate::plan::Play, size: usize, failed: usize) -> Option<String> {
+    if failed == 0 {
+        return None;
+    }
+    if play.any_errors_fatal {
+        return Some("and the play has any_errors_fatal".into());
+    }
+    if let Some(max) = play.max_fail_percentage {
+        let percent = failed * 100 / size.max(1);
+        // Ansible compares the failed share with the budget strictly: 0 allows no failure.
+        return (failed * 100 > max as usize * size).then(|| {
+            format!("{percent}% of the batch, more than its max_fail_percentage of {max}%")
+        });
+    }
+    (failed == size && !play.serial.is_empty()).then(|| "every host of the batch".into())
 }
 
 /// Records a host whose task panicked as failed with an internal error, named as one. The

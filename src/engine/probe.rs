@@ -62,10 +62,6 @@ impl Batch {
         self.slots.len() - 1
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The whole script: every shell probe, then the three path scripts when any path is
     /// asked about, then the unit script when any unit is, each a section between markers.
     pub fn script(&self) -> String {

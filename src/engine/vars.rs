@@ -182,6 +182,9 @@ mod tests {
             handlers: Vec::new(),
             become_: false,
             reset_connection: false,
+            serial: Vec::new(),
+            max_fail_percentage: None,
+            any_errors_fatal: false,
             at: Location {
                 file: crate::source::SourcePath::disk("plan.yaml"),
                 line: 1,

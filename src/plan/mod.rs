@@ -66,7 +66,106 @@ pub struct Play {
     /// as a play key): proves the host still accepts new connections, e.g. after a firewall
     /// change.
     pub reset_connection: bool,
+    /// Batches the play's hosts run in, one after the other (Ansible's `serial`); empty: all
+    /// hosts at once. The last size repeats until every host ran.
+    pub serial: Vec<BatchSize>,
+    /// The run stops after a batch in which more than this percentage of hosts failed.
+    /// Without it, the run stops only when a whole batch failed, as in Ansible.
+    pub max_fail_percentage: Option<u8>,
+    /// Any failed host stops the run once its batch ends.
+    pub any_errors_fatal: bool,
     pub at: Location,
+}
+
+/// One `serial` entry: a count of hosts or a percentage of the play's hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    Hosts(usize),
+    Percent(u8),
+}
+
+impl BatchSize {
+    /// The hosts this entry takes out of a play of `total`: a percentage rounds down, and a
+    /// batch never has fewer than one host.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            BatchSize::Hosts(n) => n.max(1),
+            BatchSize::Percent(p) => (total * p as usize / 100).max(1),
+        }
+    }
+}
+
+/// Splits `hosts` into the batches `serial` asks for, in order.
+pub fn batches<T: Clone>(hosts: &[T], serial: &[BatchSize]) -> Vec<Vec<T>> {
+    if serial.is_empty() {
+        return vec![hosts.to_vec()];
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut sizes = serial.iter();
+    let mut size = serial[0];
+    while at < hosts.len() {
+        if let Some(s) = sizes.next() {
+            size = *s;
+        }
+        let n = size.of(hosts.len()).min(hosts.len() - at);
+        out.push(hosts[at..at + n].to_vec());
+        at += n;
+    }
+    out
+}
+
+fn batch_size(v: &Value) -> Result<BatchSize, String> {
+    let percent = |t: &str| -> Option<BatchSize> {
+        let n: u8 = t.strip_suffix('%')?.trim().parse().ok()?;
+        (1..=100).contains(&n).then_some(BatchSize::Percent(n))
+    };
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(n) if n >= 1 => Ok(BatchSize::Hosts(n as usize)),
+            _ => Err(format!("`serial` sizes are at least 1, found `{n}`")),
+        },
+        Value::String(t) => percent(t)
+            .or_else(|| {
+                t.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .map(BatchSize::Hosts)
+            })
+            .ok_or_else(|| format!("`serial` takes a number or a percentage (`30%`), found `{t}`")),
+        other => Err(format!(
+            "`serial` takes a number or a percentage (`30%`), found `{other}`"
+        )),
+    }
+}
+
+fn serial(v: Option<&Value>) -> Result<Vec<BatchSize>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) if a.is_empty() => Err("`serial` lists at least one size".into()),
+        Some(Value::Array(a)) => a.iter().map(batch_size).collect(),
+        Some(one) => Ok(vec![batch_size(one)?]),
+    }
+}
+
+fn max_fail_percentage(v: Option<&Value>) -> Result<Option<u8>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let n = match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(t) => t.trim().trim_end_matches('%').parse().ok(),
+                _ => None,
+            };
+            match n {
+                Some(n) if n <= 100 => Ok(Some(n as u8)),
+                _ => Err(format!(
+                    "`max_fail_percentage` is a number from 0 to 100, found `{v}`"
+                )),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +187,9 @@ pub struct Task {
     pub changed_when: Option<Value>,
     pub failed_when: Option<Value>,
     pub ignore_errors: bool,
+    /// Run this task's module on that host (a host of the inventory, a template) with this
+    /// host's variables, as Ansible's `delegate_to`: a node's drain runs on a manager.
+    pub delegate_to: Option<Value>,
     /// Hide this task's output and diff entirely.
     pub no_log: bool,
     pub vars: Map<String, Value>,
@@ -113,6 +215,10 @@ struct RawPlay {
     become_: bool,
     #[serde(default)]
     reset_connection: bool,
+    serial: Option<Value>,
+    max_fail_percentage: Option<Value>,
+    #[serde(default)]
+    any_errors_fatal: bool,
     /// Accepted for compatibility with Ansible playbooks; minipaas gathers no facts.
     #[allow(dead_code)]
     gather_facts: Option<bool>,
@@ -136,6 +242,7 @@ const TASK_KEYS: &[&str] = &[
     "no_log",
     "vars",
     "check_mode",
+    "delegate_to",
 ];
 
 /// Finds where each task starts by scanning the text in order: serde_yaml keeps no positions
@@ -317,6 +424,10 @@ fn load_text(
             handlers,
             become_: rp.become_,
             reset_connection: rp.reset_connection,
+            serial: serial(rp.serial.as_ref()).map_err(|m| invalid(path, line, m))?,
+            max_fail_percentage: max_fail_percentage(rp.max_fail_percentage.as_ref())
+                .map_err(|m| invalid(path, line, m))?,
+            any_errors_fatal: rp.any_errors_fatal,
             at: Location {
                 file: path.clone(),
                 line,
@@ -518,6 +629,15 @@ fn parse_tasks(
             failed_when: map.get("failed_when").cloned(),
             ignore_errors: bool_key("ignore_errors")?.unwrap_or(false),
             no_log: bool_key("no_log")?.unwrap_or(false),
+            delegate_to: match map.get("delegate_to") {
+                None | Some(Value::Null) => None,
+                Some(v @ Value::String(_)) => Some(v.clone()),
+                Some(other) => {
+                    return Err(err(format!(
+                        "`delegate_to` names one host, found `{other}`"
+                    )))
+                }
+            },
             vars,
             template_dirs: ctx.template_dirs.clone(),
             file_dirs: ctx.file_dirs.clone(),

@@ -67,3 +67,50 @@ fn typos_are_errors_with_lines() {
     let e = plan("- hosts: all\n  tasks: [\n").unwrap_err().to_string();
     assert!(e.contains("site.yaml"), "{e}");
 }
+
+#[test]
+fn serial_takes_counts_percentages_and_growing_lists() {
+    let p = plan(
+        "- hosts: all\n  serial: [1, \"50%\", 3]\n  max_fail_percentage: 20\n  any_errors_fatal: true\n  tasks: []\n- hosts: all\n  serial: 2\n  tasks: []\n",
+    )
+    .unwrap();
+    let play = &p.plays[0];
+    assert_eq!(
+        play.serial,
+        [
+            BatchSize::Hosts(1),
+            BatchSize::Percent(50),
+            BatchSize::Hosts(3)
+        ]
+    );
+    assert_eq!(play.max_fail_percentage, Some(20));
+    assert!(play.any_errors_fatal);
+    let hosts: Vec<u32> = (1..=10).collect();
+    // 1, then 50% of 10, then 3 repeated until every host ran.
+    assert_eq!(
+        batches(&hosts, &play.serial),
+        vec![vec![1], vec![2, 3, 4, 5, 6], vec![7, 8, 9], vec![10]]
+    );
+    assert_eq!(batches(&hosts[..3], &p.plays[1].serial).len(), 2);
+    assert_eq!(batches(&hosts[..3], &[]), vec![vec![1, 2, 3]]);
+    // A percentage too small for one host still makes batches of one.
+    assert_eq!(batches(&hosts[..3], &[BatchSize::Percent(10)]).len(), 3);
+}
+
+#[test]
+fn bad_serial_values_name_the_line() {
+    for bad in ["0", "\"0%\"", "\"150%\"", "[]", "{a: 1}", "\"a few\""] {
+        let e = plan(&format!("- hosts: all\n  serial: {bad}\n  tasks: []\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("serial"), "{bad}: {e}");
+    }
+    let e = plan("- hosts: all\n  max_fail_percentage: 101\n  tasks: []\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_fail_percentage"), "{e}");
+    let e = plan("- hosts: all\n  tasks:\n    - command: 'true'\n      delegate_to: [a, b]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 3") && e.contains("delegate_to"), "{e}");
+}

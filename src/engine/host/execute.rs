@@ -24,22 +24,47 @@ impl HostRun<'_> {
             }
             UnitKind::Broken(message) => r.fail(TaskError::Render { message }),
             UnitKind::Local => self.run_local(task, &unit.vars, &mut r),
-            UnitKind::Module { module, sudo, seen } => {
+            UnitKind::Module {
+                module,
+                sudo,
+                seen,
+                delegate,
+            } => {
                 // `run_task` probes every unit before running it.
                 let Some(seen) = seen else {
                     r.fail(TaskError::NoAnswer);
                     return r;
                 };
-                let ctx = self.context(sudo);
+                let peer = match &delegate {
+                    None => None,
+                    Some(d) => match self.ctx.peers.get(d).await {
+                        Ok(t) => Some(t),
+                        Err(message) => {
+                            r.fail(TaskError::Module { message });
+                            return r;
+                        }
+                    },
+                };
+                let ctx = self.context_on(peer.as_deref(), sudo);
                 if let Err(e) = self
                     .run_module(task, &module, &seen, &ctx, &unit.vars, &mut r)
                     .await
                 {
-                    match e {
-                        ModuleError::Transport(t) => r.unreachable = Some(crate::error::chain(&t)),
-                        other => r.fail(TaskError::Module {
+                    match (e, &delegate) {
+                        (ModuleError::Transport(t), None) => {
+                            r.unreachable = Some(crate::error::chain(&t))
+                        }
+                        (other, Some(d)) => r.fail(TaskError::Module {
+                            message: format!("on `{d}`: {}", crate::error::chain(&other)),
+                        }),
+                        (other, None) => r.fail(TaskError::Module {
                             message: crate::error::chain(&other),
                         }),
+                    }
+                }
+                if let Some(d) = &delegate {
+                    for c in &mut r.changes {
+                        *c = format!("on {d}: {c}");
                     }
                 }
             }

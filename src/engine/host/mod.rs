@@ -55,6 +55,7 @@ pub struct PlayCtx {
     pub templates: TemplateCache,
     pub groups: Value,
     pub hostvars: Arc<Value>,
+    pub peers: Arc<super::peers::Peers>,
     pub events: UnboundedSender<Event>,
 }
 
@@ -187,10 +188,6 @@ fn tag_selected(t: &Task, o: &Options) -> bool {
 }
 
 impl HostRun<'_> {
-    fn sudo(&self, t: &Task) -> bool {
-        t.become_.unwrap_or(self.ctx.play.become_) && self.host.user != "root"
-    }
-
     /// Records `handlers` as pending on the host before the change that notifies them is
     /// applied: if the run is cut short after the change, the next run still runs them.
     async fn record_pending(&self, handlers: &[String]) -> Result<(), ModuleError> {
@@ -245,9 +242,10 @@ impl HostRun<'_> {
         report
     }
 
-    fn context(&self, sudo: bool) -> Context<'_> {
+    /// A module's context on this host, or on the delegate's connection `on`.
+    fn context_on<'t>(&'t self, on: Option<&'t Transport>, sudo: bool) -> Context<'t> {
         Context {
-            transport: self.transport,
+            transport: on.unwrap_or(self.transport),
             sudo,
             timeout: self.ctx.opts.task_timeout,
         }
@@ -572,6 +570,139 @@ mod tests {
                 "{msg}"
             );
             assert!(failed[0].task.contains("Swarm ids"), "{}", failed[0].task);
+        }
+    }
+
+    /// Three local hosts; the plan touches a marker per host, and fails on the hosts named in
+    /// `fail_on`.
+    fn serial_plan(dir: &std::path::Path, play_keys: &str, fail_on: &str) -> PathBuf {
+        let plan = dir.join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "- hosts: all\n{play_keys}  tasks:\n    - fail: {{msg: planned}}\n      when: inventory_hostname in {fail_on}\n\
+                 \x20   - command: {{cmd: 'touch {d}/{{{{ inventory_hostname }}}}', creates: '{d}/{{{{ inventory_hostname }}}}'}}\n\
+                 - hosts: all\n  tasks:\n    - command: {{cmd: 'touch {d}/{{{{ inventory_hostname }}}}.later', creates: '{d}/{{{{ inventory_hostname }}}}.later'}}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        plan
+    }
+
+    fn three_hosts(dir: &std::path::Path) -> Inventory {
+        local_inventory(
+            dir,
+            "  g:\n    hosts:\n      h1: {}\n      h2: {}\n      h3: {}\n",
+        )
+    }
+
+    /// `serial: 1` with a failing second host: the first host ran the whole plan, the third
+    /// never started, and the recap says so; a retry would run the second and third.
+    #[tokio::test]
+    async fn a_failed_batch_stops_the_run_before_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = three_hosts(dir.path());
+        let plan = serial_plan(dir.path(), "  serial: 1\n", "['h2']");
+        let recap = run_plan(&inventory, &plan, crate::engine::Mode::Apply).await;
+        assert!(!recap.success());
+        let why = recap.stopped.as_deref().unwrap();
+        assert!(why.contains("batch 2 of 3") && why.contains("h2"), "{why}");
+        assert!(dir.path().join("h1").exists() && !dir.path().join("h1.later").exists());
+        assert!(!dir.path().join("h3").exists(), "h3 was started");
+        assert!(recap.hosts["h3"].not_started && !recap.hosts["h1"].not_started);
+        assert!(
+            recap.hosts["h1"].unfinished,
+            "h1 did not run the second play"
+        );
+        assert_eq!(recap.unconverged(), ["h1", "h2", "h3"]);
+        let table = crate::progress::recap_table(&recap);
+        assert!(table.contains("never started: h3"), "{table}");
+    }
+
+    /// Without `serial` a failed host does not stop the others' later plays (Ansible's way);
+    /// `any_errors_fatal` does, once the play ends.
+    #[tokio::test]
+    async fn any_errors_fatal_stops_the_run_after_the_play() {
+        for (keys, stops) in [("", false), ("  any_errors_fatal: true\n", true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let inventory = three_hosts(dir.path());
+            let plan = serial_plan(dir.path(), keys, "['h1']");
+            let recap = run_plan(&inventory, &plan, crate::engine::Mode::Apply).await;
+            assert_eq!(
+                recap.stopped.is_some(),
+                stops,
+                "{keys}: {:?}",
+                recap.stopped
+            );
+            assert!(
+                dir.path().join("h3").exists(),
+                "{keys}: h3 is in the same batch"
+            );
+            assert_eq!(dir.path().join("h3.later").exists(), !stops, "{keys}");
+            assert_eq!(recap.hosts["h3"].unfinished, stops);
+        }
+    }
+
+    /// `max_fail_percentage` is a strict bound over each batch: one of two failed is 50%,
+    /// which a budget of 50 allows and a budget of 49 does not.
+    #[tokio::test]
+    async fn max_fail_percentage_is_the_budget_of_each_batch() {
+        for (max, stops) in [(50, false), (49, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let inventory = local_inventory(
+                dir.path(),
+                "  g:\n    hosts:\n      h1: {}\n      h2: {}\n      h3: {}\n      h4: {}\n",
+            );
+            let keys = format!("  serial: 2\n  max_fail_percentage: {max}\n");
+            let plan = serial_plan(dir.path(), &keys, "['h1']");
+            let recap = run_plan(&inventory, &plan, crate::engine::Mode::Apply).await;
+            assert_eq!(recap.stopped.is_some(), stops, "{max}: {:?}", recap.stopped);
+            assert_eq!(dir.path().join("h4").exists(), !stops, "{max}");
+            assert_eq!(recap.hosts["h4"].not_started, stops);
+        }
+    }
+
+    /// A delegated task runs where it is told, with the delegating host's variables; one that
+    /// names no inventory host, or an unreachable one, fails that task naming the delegate, and
+    /// the host is not counted unreachable.
+    #[tokio::test]
+    async fn delegate_to_runs_on_an_inventory_host_or_fails_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let inventory = local_inventory(
+            dir.path(),
+            "  g:\n    hosts:\n      h1: {vars: {tag: one}}\n      gone: {connection: ssh, address: 127.0.0.1, port: 1}\n",
+        );
+        let plan = dir.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!(
+                "- hosts: h1\n  tasks:\n    - command: {{cmd: 'touch {d}/{{{{ tag }}}}', creates: '{d}/{{{{ tag }}}}'}}\n      delegate_to: h1\n\
+                 \x20   - command: 'true'\n      delegate_to: \"{{{{ target }}}}\"\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let plan = Plan::load(&[plan], &PathBuf::from("templates")).unwrap();
+        for (target, why) in [
+            ("nowhere", "no host of the inventory"),
+            ("gone", "`gone` is unreachable"),
+        ] {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut opts = Options::default();
+            opts.extra_vars.insert("target".into(), target.into());
+            opts.connect_timeout = std::time::Duration::from_secs(2);
+            let recap = run(&inventory, &plan, &opts, tx).await.unwrap();
+            assert!(dir.path().join("one").exists());
+            let failed: Vec<_> = recap
+                .tasks
+                .iter()
+                .filter(|t| t.status == crate::engine::Status::Failed)
+                .collect();
+            assert_eq!(failed.len(), 1, "{target}: {:#?}", recap.tasks);
+            let msg = failed[0].error.as_ref().unwrap().to_string();
+            assert!(msg.contains(why), "{target}: {msg}");
+            assert!(!recap.hosts["h1"].unreachable);
         }
     }
 }

@@ -17,7 +17,9 @@ pub(super) enum UnitKind {
     Module {
         module: Box<Module>,
         sudo: bool,
-        seen: Option<Seen>,
+        seen: Option<Box<Seen>>,
+        /// The inventory host the module runs on instead (`delegate_to`).
+        delegate: Option<String>,
     },
     Broken(String),
 }
@@ -132,10 +134,16 @@ impl HostRun<'_> {
                     file_dirs: &task.file_dirs,
                 };
                 let module = Module::build(task.module, &args, &bctx).map_err(|e| err(&e))?;
+                let delegate = self.delegate(task, &v)?;
+                let user = match &delegate {
+                    Some(d) => self.ctx.peers.host(d).map_or("root", |h| h.user.as_str()),
+                    None => self.host.user.as_str(),
+                };
                 UnitKind::Module {
                     module: Box::new(module),
-                    sudo: self.sudo(task),
+                    sudo: task.become_.unwrap_or(self.ctx.play.become_) && user != "root",
                     seen: None,
+                    delegate,
                 }
             };
             // Every host keeps its prepared units until they run, and the variables hold
@@ -152,15 +160,56 @@ impl HostRun<'_> {
         Ok(units)
     }
 
+    /// The host `task` is delegated to, rendered with the unit's variables; none when it names
+    /// this host.
+    fn delegate(&self, task: &Task, vars: &Value) -> Result<Option<String>, String> {
+        let Some(d) = &task.delegate_to else {
+            return Ok(None);
+        };
+        let name = match template::render_value(d, vars).map_err(|e| crate::error::chain(&e))? {
+            Value::String(s) => s.trim().to_string(),
+            other => {
+                return Err(format!(
+                    "`delegate_to` must give a host name, gave `{other}`"
+                ))
+            }
+        };
+        if name == self.host.name.0 {
+            return Ok(None);
+        }
+        if self.ctx.peers.host(&name).is_none() {
+            return Err(format!(
+                "`delegate_to` gave `{name}`, which is no host of the inventory"
+            ));
+        }
+        Ok(Some(name))
+    }
+
     /// Runs the probes of every unit in `window` that has none yet.
     pub(super) async fn probe(&self, window: &mut [Prepared<'_>]) -> Result<(), String> {
         self.probe_units(window.iter_mut().flat_map(|p| p.units.iter_mut()).collect())
             .await
     }
 
-    /// Runs the probes of `units` that have none yet, one script per privilege.
+    /// Runs the probes of `units` that have none yet, one script per host and privilege. A
+    /// delegate that cannot be reached fails its units, not this host.
     pub(super) async fn probe_units(&self, mut units: Vec<&mut Unit>) -> Result<(), String> {
-        for sudo in [false, true] {
+        let mut keys: Vec<(Option<String>, bool)> = Vec::new();
+        for u in &units {
+            if let UnitKind::Module {
+                sudo,
+                seen: None,
+                delegate,
+                ..
+            } = &u.kind
+            {
+                let key = (delegate.clone(), *sudo);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        for (delegate, sudo) in keys {
             let mut batch = Batch::new();
             let mut slots: Vec<usize> = Vec::new();
             for (i, u) in units.iter().enumerate() {
@@ -168,22 +217,42 @@ impl HostRun<'_> {
                     module,
                     sudo: s,
                     seen: None,
+                    delegate: d,
                 } = &u.kind
                 {
-                    if *s == sudo {
+                    if *s == sudo && *d == delegate {
                         batch.push(module.probe());
                         slots.push(i);
                     }
                 }
             }
-            if batch.is_empty() {
-                continue;
-            }
-            let ctx = self.context(sudo);
+            let peer = match &delegate {
+                None => None,
+                Some(d) => match self.ctx.peers.get(d).await {
+                    Ok(t) => Some(t),
+                    Err(why) => {
+                        for i in slots {
+                            units[i].kind = UnitKind::Broken(why.clone());
+                        }
+                        continue;
+                    }
+                },
+            };
+            let ctx = self.context_on(peer.as_deref(), sudo);
             let out = ctx
                 .run(&batch.script(), None)
                 .await
-                .map_err(|e| crate::error::chain(&e))?;
+                .map_err(|e| crate::error::chain(&e));
+            let out = match (out, &delegate) {
+                (Ok(out), _) => out,
+                (Err(e), None) => return Err(e),
+                (Err(e), Some(d)) => {
+                    for i in slots {
+                        units[i].kind = UnitKind::Broken(format!("delegate `{d}`: {e}"));
+                    }
+                    continue;
+                }
+            };
             let parts = batch.split(&out.stdout_str());
             for (i, seen) in slots.into_iter().zip(parts) {
                 let seen = seen.ok_or_else(|| {
@@ -193,7 +262,7 @@ impl HostRun<'_> {
                     )
                 })?;
                 if let UnitKind::Module { seen: s, .. } = &mut units[i].kind {
-                    *s = Some(seen);
+                    *s = Some(Box::new(seen));
                 }
             }
         }
