@@ -731,3 +731,59 @@ fn lab_a_handler_notified_before_the_controller_died_runs_next_time() {
     );
     lab.ssh_ok("node2", &format!("rm -rf {base}"));
 }
+
+/// `serial: 1` on three real nodes with node2 failing: node1 converged, node2 failed, node3
+/// never started, and the recap and retry file say so. Once node2 is fixed, `--retry-failed`
+/// runs node2 and node3 and nothing on node1; then the retry file is gone.
+#[test]
+fn lab_a_failing_serial_batch_stops_the_run_and_retry_failed_runs_only_the_rest() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = custom_inventory(lab, dir.path(), &lab.known_hosts, "");
+    let plan = dir.path().join("serial.yaml");
+    std::fs::write(
+        &plan,
+        "- hosts: all\n  serial: 1\n  tasks:\n    - name: refuse while told to\n      command: \"! test -e /tmp/mpt-serial-fail\"\n      changed_when: false\n\
+         \x20   - name: marker\n      copy: {content: \"{{ inventory_hostname }}\\n\", dest: /tmp/mpt-serial-done}\n",
+    )
+    .unwrap();
+    for n in &lab.nodes {
+        lab.ssh_ok(&n.name, "rm -f /tmp/mpt-serial-done /tmp/mpt-serial-fail");
+    }
+    lab.ssh_ok("node2", "touch /tmp/mpt-serial-fail");
+    let first = provision(&inv, &plan, &["--format", "json"]);
+    assert_eq!(first.code, Some(1), "{}", first.all());
+    let recap = first.json();
+    let why = recap["stopped"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("batch 2 of 3") && why.contains("node2"),
+        "{why}"
+    );
+    assert_eq!(recap["hosts"]["node3"]["not_started"], true, "{recap:#}");
+    let done = |node: &str| {
+        lab.ssh(node, "test -e /tmp/mpt-serial-done")
+            .status
+            .success()
+    };
+    assert!(done("node1") && !done("node2") && !done("node3"));
+    let retry = dir.path().join("inventory.retry");
+    let listed = std::fs::read_to_string(&retry).unwrap();
+    assert!(
+        listed.contains("node2\nnode3") && !listed.contains("node1"),
+        "{listed}"
+    );
+
+    lab.ssh_ok("node2", "rm -f /tmp/mpt-serial-fail");
+    lab.ssh_ok("node1", "rm -f /tmp/mpt-serial-done");
+    let again = provision(&inv, &plan, &["--format", "json", "--retry-failed"]);
+    assert_eq!(again.code, Some(0), "{}", again.all());
+    let recap = again.json();
+    let hosts: Vec<&String> = recap["hosts"].as_object().unwrap().keys().collect();
+    assert_eq!(hosts, ["node2", "node3"]);
+    assert!(!done("node1"), "the retry ran on node1");
+    assert!(done("node2") && done("node3"));
+    assert!(!retry.exists(), "the retry file outlived a converged retry");
+    let none = provision(&inv, &plan, &["--retry-failed"]);
+    assert_eq!(none.code, Some(2), "{}", none.all());
+    assert!(none.stderr.contains("no host to retry"), "{}", none.stderr);
+}

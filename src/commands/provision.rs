@@ -61,6 +61,10 @@ pub struct ProvisionArgs {
     /// the inventory and the built-in ones.
     #[arg(long)]
     pub templates: Option<PathBuf>,
+    /// Run only on the hosts the last run left unconverged (failed, unreachable, or never
+    /// reached because a batch failed), as listed in the retry file beside the inventory.
+    #[arg(long, conflicts_with = "limit")]
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,14 @@ pub enum ProvisionError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error("--retry-failed: cannot read `{}`", .path.display())]
+    RetryRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--retry-failed: no host to retry: `{}` {why}", .path.display())]
+    NothingToRetry { path: PathBuf, why: &'static str },
 }
 
 pub fn parse_extra_vars(args: &[String]) -> Result<Map<String, Value>, ProvisionError> {
@@ -97,11 +109,18 @@ pub async fn run(args: ProvisionArgs) -> Result<i32, crate::commands::Error> {
     let sources = Sources::resolve(&args.plans, args.templates.as_deref(), &args.inventory);
     let plan =
         Plan::load_sources(&sources.plans, &sources.templates).map_err(ProvisionError::from)?;
+    let retry = retry::path(&args.inventory);
+    let only = if args.retry_failed {
+        Some(retry::read(&retry, &inventory)?)
+    } else {
+        None
+    };
     let opts = Options {
         mode: if args.check { Mode::Check } else { Mode::Apply },
         diff: args.diff,
         forks: args.forks,
         limit: args.limit.clone(),
+        only,
         tags: args.tags.clone(),
         skip_tags: args.skip_tags.clone(),
         extra_vars,
@@ -120,6 +139,14 @@ pub async fn run(args: ProvisionArgs) -> Result<i32, crate::commands::Error> {
         progress.render(rx)
     );
     let recap = recap.map_err(ProvisionError::from)?;
+    if !args.check {
+        if let Err(e) = retry::update(&retry, &recap) {
+            eprintln!(
+                "warning: the retry file `{}` was not updated: {e}",
+                retry.display()
+            );
+        }
+    }
     match args.format {
         Format::Json => println!(
             "{}",
@@ -150,4 +177,126 @@ pub async fn run(args: ProvisionArgs) -> Result<i32, crate::commands::Error> {
         return Ok(3);
     }
     Ok(0)
+}
+
+/// The retry file: the hosts the last runs left unconverged, one per line, beside the
+/// inventory (`production.yaml` → `production.retry`), as Ansible keeps its retry files.
+mod retry {
+    use std::path::{Path, PathBuf};
+
+    use crate::engine::Recap;
+    use crate::inventory::Inventory;
+
+    use super::ProvisionError;
+
+    pub fn path(inventory: &Path) -> PathBuf {
+        let stem = inventory
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "inventory".into());
+        inventory.with_file_name(format!("{stem}.retry"))
+    }
+
+    fn parse(text: &str) -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The hosts to retry that the inventory still has.
+    pub fn read(path: &Path, inventory: &Inventory) -> Result<Vec<String>, ProvisionError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ProvisionError::NothingToRetry {
+                    path: path.to_path_buf(),
+                    why: "does not exist: the last run converged every host it ran on",
+                })
+            }
+            Err(source) => {
+                return Err(ProvisionError::RetryRead {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let hosts: Vec<String> = parse(&text)
+            .into_iter()
+            .filter(|h| inventory.host(h).is_some())
+            .collect();
+        if hosts.is_empty() {
+            return Err(ProvisionError::NothingToRetry {
+                path: path.to_path_buf(),
+                why: "lists no host of the inventory",
+            });
+        }
+        Ok(hosts)
+    }
+
+    /// The file after a run: hosts this run converged leave it, hosts it left unconverged
+    /// join it; removed when no host is left.
+    pub fn update(path: &Path, recap: &Recap) -> std::io::Result<()> {
+        let before = match std::fs::read_to_string(path) {
+            Ok(t) => parse(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let failed = recap.unconverged();
+        let mut hosts: Vec<String> = before
+            .into_iter()
+            .filter(|h| !recap.hosts.contains_key(h))
+            .chain(failed)
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() {
+            return match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        let text = format!(
+            "# hosts the last `minipaas provision` left unconverged; `--retry-failed` runs them\n{}\n",
+            hosts.join("\n")
+        );
+        let tmp = path.with_extension("retry.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::engine::HostRecap;
+
+        #[test]
+        fn converged_hosts_leave_the_file_and_failed_ones_join_it() {
+            let dir = tempfile::tempdir().unwrap();
+            let inv = dir.path().join("production.yaml");
+            let p = path(&inv);
+            assert_eq!(p, dir.path().join("production.retry"));
+            let recap = |hosts: &[(&str, bool)]| Recap {
+                hosts: hosts
+                    .iter()
+                    .map(|(h, failed)| {
+                        let r = HostRecap {
+                            failed: *failed as u32,
+                            ..Default::default()
+                        };
+                        (h.to_string(), r)
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            update(&p, &recap(&[("a", false), ("b", true), ("c", true)])).unwrap();
+            assert_eq!(parse(&std::fs::read_to_string(&p).unwrap()), ["b", "c"]);
+            // A limited run of b alone converges it; c stays.
+            update(&p, &recap(&[("b", false)])).unwrap();
+            assert_eq!(parse(&std::fs::read_to_string(&p).unwrap()), ["c"]);
+            update(&p, &recap(&[("c", false)])).unwrap();
+            assert!(!p.exists());
+        }
+    }
 }

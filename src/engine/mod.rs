@@ -48,6 +48,9 @@ pub struct Options {
     pub forks: usize,
     /// Only hosts matching this pattern.
     pub limit: Option<String>,
+    /// Only these hosts, by exact name (a retry's list): no pattern reading, so a host named
+    /// like a group or a glob is itself only.
+    pub only: Option<Vec<String>>,
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
     pub extra_vars: Map<String, Value>,
@@ -64,6 +67,7 @@ impl Default for Options {
             diff: false,
             forks: 0,
             limit: None,
+            only: None,
             tags: Vec::new(),
             skip_tags: Vec::new(),
             extra_vars: Map::new(),
@@ -309,14 +313,20 @@ pub async fn run(
     events: UnboundedSender<Event>,
 ) -> Result<Recap, EngineError> {
     let started = Instant::now();
-    let selected: Vec<HostName> = match &opts.limit {
+    let mut selected: Vec<HostName> = match &opts.limit {
         Some(p) => inventory.select(p)?,
         None => inventory.hosts.iter().map(|h| h.name.clone()).collect(),
     };
+    if let Some(only) = &opts.only {
+        selected.retain(|h| only.contains(&h.0));
+    }
     if selected.is_empty() {
-        return Err(EngineError::NoHosts {
-            pattern: opts.limit.clone().unwrap_or_else(|| "all".into()),
-        });
+        let pattern = match (&opts.limit, &opts.only) {
+            (_, Some(only)) => only.join(","),
+            (Some(l), None) => l.clone(),
+            (None, None) => "all".into(),
+        };
+        return Err(EngineError::NoHosts { pattern });
     }
     // Template files are parsed once per directory list, before anything connects.
     let templates = host::TemplateCache::load(plan)?;
