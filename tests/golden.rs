@@ -219,6 +219,15 @@ fn docker_log_tag_is_literal_and_json_is_valid() {
         assert_eq!(v["log-opts"]["syslog-address"], "udp://127.0.0.1:514");
         assert_eq!(v["insecure-registries"], json!(["registry:5000"]));
     }
+    // More log options join minipaas's own, as strings (daemon.json takes no other kind),
+    // each key and value JSON-quoted.
+    let mut more = plain(worker());
+    more["docker_log_options"] = json!({"syslog-facility": "local0", "a\"b": 5});
+    let text = render("docker/daemon.json", &more);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    assert_eq!(v["log-opts"]["syslog-facility"], "local0");
+    assert_eq!(v["log-opts"]["a\"b"], "5");
+    assert_eq!(v["log-opts"]["tag"], "minipaas-{{.Name}}");
     let tls: Value = serde_json::from_str(&render("docker/daemon.json", &main_manager())).unwrap();
     assert_eq!(
         tls["hosts"],

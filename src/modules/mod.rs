@@ -17,6 +17,7 @@ pub mod files;
 pub mod get_url;
 pub mod lineinfile;
 pub mod swarm_converged;
+pub mod swarm_node;
 pub mod systemd;
 
 use std::fmt;
@@ -43,6 +44,8 @@ pub enum ModuleKind {
     DockerImage,
     /// Wait until a stack's services converged; changes nothing.
     SwarmConverged,
+    /// Drain a node for a Docker restart, wait for it, give it back (on a manager).
+    SwarmNode,
     /// Print a message; touches no host.
     Debug,
     /// Fail the host with a message; touches no host.
@@ -66,6 +69,7 @@ const KINDS: &[(&str, ModuleKind)] = &[
     ("cron", ModuleKind::Cron),
     ("docker_image", ModuleKind::DockerImage),
     ("swarm_converged", ModuleKind::SwarmConverged),
+    ("swarm_node", ModuleKind::SwarmNode),
     ("debug", ModuleKind::Debug),
     ("fail", ModuleKind::Fail),
     ("set_fact", ModuleKind::SetFact),
@@ -85,6 +89,7 @@ const NAMES: &[&str] = &[
     "cron",
     "docker_image",
     "swarm_converged",
+    "swarm_node",
     "debug",
     "fail",
     "set_fact",
@@ -202,6 +207,7 @@ impl ModuleKind {
                 &["stack", "timeout", "since", "restore"],
                 &["stack", "timeout"],
             ),
+            SwarmNode => (&["node", "name", "state", "timeout"], &["node", "state"]),
             Debug => (&["msg", "var"], &[]),
             Fail => (&["msg"], &[]),
             Assert => (&["that", "fail_msg", "success_msg"], &["that"]),
@@ -454,6 +460,7 @@ pub enum Module {
     Cron(cron::Cron),
     DockerImage(docker_image::DockerImage),
     SwarmConverged(swarm_converged::SwarmConverged),
+    SwarmNode(swarm_node::SwarmNode),
 }
 
 impl Module {
@@ -473,6 +480,7 @@ impl Module {
             ModuleKind::SwarmConverged => {
                 Module::SwarmConverged(swarm_converged::SwarmConverged::new(a)?)
             }
+            ModuleKind::SwarmNode => Module::SwarmNode(swarm_node::SwarmNode::new(a)?),
             k => {
                 return Err(ModuleError::Args {
                     message: format!("`{}` runs in the engine, not on a host", k.name()),
@@ -494,6 +502,7 @@ impl Module {
             Module::Cron(m) => m.probe(),
             Module::DockerImage(m) => m.probe(),
             Module::SwarmConverged(m) => m.probe(),
+            Module::SwarmNode(m) => m.probe(),
         }
     }
 
@@ -510,6 +519,7 @@ impl Module {
             Module::Cron(m) => m.check(seen),
             Module::DockerImage(m) => m.check(seen),
             Module::SwarmConverged(m) => m.check(seen),
+            Module::SwarmNode(m) => m.check(seen),
         }
     }
 
@@ -530,6 +540,7 @@ impl Module {
             Module::Cron(m) => m.apply(ctx, changes).await,
             Module::DockerImage(m) => m.apply(ctx).await,
             Module::SwarmConverged(m) => m.apply(ctx).await,
+            Module::SwarmNode(m) => m.apply(ctx).await,
         }
     }
 
@@ -563,7 +574,11 @@ impl Module {
     /// True for a module that changes nothing on the host (a wait): it runs in check mode too,
     /// and reports no change unless `changed_when` says otherwise.
     pub fn read_only(&self) -> bool {
-        matches!(self, Module::SwarmConverged(_))
+        match self {
+            Module::SwarmConverged(_) => true,
+            Module::SwarmNode(m) => m.read_only(),
+            _ => false,
+        }
     }
 
     /// The remote path this task writes, if any (used to hide secret files' diffs).
@@ -580,16 +595,4 @@ impl Module {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::Change;
-
-    #[test]
-    fn a_script_is_named_by_its_first_line() {
-        let run = |c: &str| Change::Run(c.into()).to_string();
-        assert_eq!(
-            run("systemctl restart docker"),
-            "run `systemctl restart docker`"
-        );
-        assert_eq!(run("set -e\ndir=/etc\nnft -f x\n"), "run `set -e` …");
-    }
-}
+mod tests;
