@@ -194,7 +194,11 @@ pub fn group_vars_all(vars: &[Variable]) -> String {
         out.push('\n');
     }
     out.push_str(
-        "\n# -- per host (host_vars/HOST.yaml)\n\
+        "\n# -- with no default\n\
+         # More syslog log driver options for Docker's daemon.json (a change restarts Docker,\n\
+         # one node at a time), e.g.\n\
+         # docker_log_options: {syslog-facility: local0}\n\
+         \n# -- per host (host_vars/HOST.yaml)\n\
          # Node labels the main manager applies to this host's swarm node, e.g.\n\
          # swarm_node_labels: {zone: a}\n",
     );
@@ -363,11 +367,13 @@ mod tests {
         let mut in_role: BTreeSet<String> = vars.iter().map(|v| v.name.clone()).collect();
         // A host variable with no default, set by the user per host; described in the file.
         in_role.insert("swarm_node_labels".into());
+        in_role.insert("docker_log_options".into());
         assert_eq!(
             in_readme, in_role,
             "README's table and defaults.yaml differ"
         );
         assert!(group_vars_all(&vars).contains("swarm_node_labels"));
+        assert!(group_vars_all(&vars).contains("docker_log_options"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod install;
 mod lab;
 mod provision;
 mod release;
+mod rolling;
 mod secrets;
 mod site;
 mod sql;

@@ -20,6 +20,9 @@ const LABEL: &str = "minipaas.restart-drain";
 /// stopped leader leaves the swarm without one until an election (about 10 s) ends.
 const DEMOTED: &str = "minipaas.restart-demoted";
 const POLL: Duration = Duration::from_secs(1);
+/// How long a restarted node must stay Ready: right after a restart the managers may not yet
+/// have noticed it went away, and a node whose heartbeats fail turns Down within this time.
+const STABLE: Duration = Duration::from_secs(8);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -338,6 +341,7 @@ impl SwarmNode {
 
     async fn ready(&self, ctx: &Context<'_>) -> Result<Applied, ModuleError> {
         let deadline = Instant::now() + self.timeout;
+        let mut ready_since: Option<Instant> = None;
         loop {
             let out = ctx.run(&self.view_script(), None).await?;
             let why = if out.code != Some(0) {
@@ -349,9 +353,15 @@ impl SwarmNode {
                 } else if let Some(down) = Self::manager_down(&v) {
                     down
                 } else {
-                    return Ok(Applied { output: Some(out) });
+                    let since = *ready_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STABLE {
+                        return Ok(Applied { output: Some(out) });
+                    }
+                    tokio::time::sleep(POLL).await;
+                    continue;
                 }
             };
+            ready_since = None;
             if Instant::now() >= deadline {
                 return Err(ModuleError::NotConverged {
                     report: format!("after {}s, {why}", self.timeout.as_secs()),
