@@ -32,8 +32,11 @@ fn site_plan_loads_with_every_play() {
         ]
     );
     // The confirmation must come over a new connection, right after the firewall play.
-    assert!(plan.plays[3].reset_connection);
+    assert!(plan.plays[5].reset_connection);
     assert!(plan.plays.iter().filter(|p| p.reset_connection).count() == 1);
+    // Docker restarts one node at a time, and the first failure stops the run.
+    assert_eq!(plan.plays[3].serial, [minipaas::plan::BatchSize::Hosts(1)]);
+    assert_eq!(plan.plays[3].max_fail_percentage, Some(0));
     // Facts and defaults run whatever --tags selects.
     assert!(plan.plays[0]
         .tasks
