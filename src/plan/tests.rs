@@ -37,7 +37,7 @@ fn parses_plays_tasks_and_lines() {
 fn built_in_site_plan_loads_and_names_its_files() {
     let site = SourcePath::built_in("playbooks/site.yaml");
     let p = Plan::load_sources(&[site], &[SourcePath::built_in("templates")]).unwrap();
-    assert_eq!(p.plays.len(), 7);
+    assert_eq!(p.plays.len(), 9);
     assert_eq!(
         p.plays[0].tasks[0].at.to_string(),
         "playbooks/tasks/facts.yaml (built in) line 7"
