@@ -13,6 +13,7 @@ mod files;
 mod keys;
 mod pem;
 
+pub use files::write_atomic;
 pub use keys::KeyType;
 use pem::{common_name, key_matches, parse_cert, read_cert, read_key};
 

@@ -237,11 +237,11 @@ mod retry {
 
     /// The file after a run: hosts this run converged leave it, hosts it left unconverged
     /// join it; removed when no host is left.
-    pub fn update(path: &Path, recap: &Recap) -> std::io::Result<()> {
+    pub fn update(path: &Path, recap: &Recap) -> Result<(), String> {
         let before = match std::fs::read_to_string(path) {
             Ok(t) => parse(&t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         };
         let failed = recap.unconverged();
         let mut hosts: Vec<String> = before
@@ -253,7 +253,7 @@ mod retry {
         hosts.dedup();
         if hosts.is_empty() {
             return match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
                 _ => Ok(()),
             };
         }
@@ -261,9 +261,10 @@ mod retry {
             "# hosts the last `minipaas provision` left unconverged; `--retry-failed` runs them\n{}\n",
             hosts.join("\n")
         );
-        let tmp = path.with_extension("retry.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        // A temp file of its own, synced, then renamed: two runs beside one inventory never
+        // leave half a list.
+        crate::certs::write_atomic(path, text.as_bytes(), 0o644)
+            .map_err(|e| crate::error::chain(&e))
     }
 
     #[cfg(test)]

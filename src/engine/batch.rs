@@ -14,6 +14,7 @@ use super::{Status, TaskError, TaskReport};
 use super::{connect, host, peers, vars, Event, HostState, Limits, Options, Recap};
 
 /// What every batch of a run shares.
+#[derive(Clone, Copy)]
 pub(super) struct Batch<'a> {
     pub(super) inventory: &'a Inventory,
     pub(super) opts: &'a Options,

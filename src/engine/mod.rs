@@ -371,6 +371,16 @@ pub async fn run(
     let peers = Arc::new(peers::Peers::new(inventory, known_hosts.clone(), opts));
     let plays: Vec<(&crate::plan::Play, Vec<HostName>)> =
         plan.plays.iter().zip(play_hosts).collect();
+    let shared = batch::Batch {
+        inventory,
+        opts,
+        templates: &templates,
+        groups: &groups,
+        limits: &limits,
+        known_hosts: &known_hosts,
+        peers: &peers,
+        events: &events,
+    };
     'plays: for (index, (play, hosts)) in plays.iter().enumerate() {
         let hosts: Vec<HostName> = hosts
             .iter()
@@ -395,23 +405,7 @@ pub async fn run(
                     hosts: batch.clone(),
                 });
             }
-            let failed = batch::run_batch(
-                play,
-                batch,
-                &mut states,
-                &mut recap,
-                batch::Batch {
-                    inventory,
-                    opts,
-                    templates: &templates,
-                    groups: &groups,
-                    limits: &limits,
-                    known_hosts: &known_hosts,
-                    peers: &peers,
-                    events: &events,
-                },
-            )
-            .await;
+            let failed = batch::run_batch(play, batch, &mut states, &mut recap, shared).await;
             let Some(why) = batch::budget_spent(play, batch.len(), failed.len()) else {
                 continue;
             };

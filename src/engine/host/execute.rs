@@ -35,15 +35,12 @@ impl HostRun<'_> {
                     r.fail(TaskError::NoAnswer);
                     return r;
                 };
-                let peer = match &delegate {
-                    None => None,
-                    Some(d) => match self.ctx.peers.get(d).await {
-                        Ok(t) => Some(t),
-                        Err(message) => {
-                            r.fail(TaskError::Module { message });
-                            return r;
-                        }
-                    },
+                let peer = match self.peer(delegate.as_deref()).await {
+                    Ok(p) => p,
+                    Err(message) => {
+                        r.fail(TaskError::Module { message });
+                        return r;
+                    }
                 };
                 let ctx = self.context_on(peer.as_deref(), sudo);
                 if let Err(e) = self

@@ -185,6 +185,17 @@ impl HostRun<'_> {
         Ok(Some(name))
     }
 
+    /// The delegate's connection, opened on first use; none for this host's own.
+    pub(super) async fn peer(
+        &self,
+        delegate: Option<&str>,
+    ) -> Result<Option<std::sync::Arc<crate::transport::Transport>>, String> {
+        match delegate {
+            None => Ok(None),
+            Some(d) => self.ctx.peers.get(d).await.map(Some),
+        }
+    }
+
     /// Runs the probes of every unit in `window` that has none yet.
     pub(super) async fn probe(&self, window: &mut [Prepared<'_>]) -> Result<(), String> {
         self.probe_units(window.iter_mut().flat_map(|p| p.units.iter_mut()).collect())
@@ -226,17 +237,14 @@ impl HostRun<'_> {
                     }
                 }
             }
-            let peer = match &delegate {
-                None => None,
-                Some(d) => match self.ctx.peers.get(d).await {
-                    Ok(t) => Some(t),
-                    Err(why) => {
-                        for i in slots {
-                            units[i].kind = UnitKind::Broken(why.clone());
-                        }
-                        continue;
+            let peer = match self.peer(delegate.as_deref()).await {
+                Ok(p) => p,
+                Err(why) => {
+                    for i in slots {
+                        units[i].kind = UnitKind::Broken(why.clone());
                     }
-                },
+                    continue;
+                }
             };
             let ctx = self.context_on(peer.as_deref(), sudo);
             let out = ctx

@@ -243,13 +243,13 @@ async fn delegate_to_runs_on_an_inventory_host_or_fails_the_task() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = local_inventory(
         dir.path(),
-        "  g:\n    hosts:\n      h1: {vars: {tag: one}}\n      gone: {connection: ssh, address: 127.0.0.1, port: 1}\n",
+        "  g:\n    hosts:\n      h1: {vars: {tag: one}}\n      h2: {vars: {tag: two}}\n      gone: {connection: ssh, address: 127.0.0.1, port: 1}\n",
     );
     let plan = dir.path().join("plan.yaml");
     std::fs::write(
         &plan,
         format!(
-            "- hosts: h1\n  tasks:\n    - command: {{cmd: 'touch {d}/{{{{ tag }}}}', creates: '{d}/{{{{ tag }}}}'}}\n      delegate_to: h1\n\
+            "- hosts: h1\n  tasks:\n    - command: {{cmd: 'touch {d}/{{{{ tag }}}}', creates: '{d}/{{{{ tag }}}}'}}\n      delegate_to: h2\n\
              \x20   - command: 'true'\n      delegate_to: \"{{{{ target }}}}\"\n",
             d = dir.path().display()
         ),
@@ -264,8 +264,16 @@ async fn delegate_to_runs_on_an_inventory_host_or_fails_the_task() {
         let mut opts = Options::default();
         opts.extra_vars.insert("target".into(), target.into());
         opts.connect_timeout = std::time::Duration::from_secs(2);
+        let _ = std::fs::remove_file(dir.path().join("one"));
         let recap = run(&inventory, &plan, &opts, tx).await.unwrap();
-        assert!(dir.path().join("one").exists());
+        // h1's variables, on h2's connection (both local here: the report says where).
+        assert!(dir.path().join("one").exists() && !dir.path().join("two").exists());
+        let delegated = &recap.tasks[0];
+        assert!(
+            delegated.changes.iter().all(|c| c.starts_with("on h2: "))
+                && !delegated.changes.is_empty(),
+            "{delegated:?}"
+        );
         let failed: Vec<_> = recap
             .tasks
             .iter()
