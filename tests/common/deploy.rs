@@ -86,13 +86,18 @@ pub(crate) fn remove_stack(lab: &Lab) {
              rm -rf /var/lib/minipaas/stacks/{STACK}"
         ),
     );
-    // And its volumes (PostgreSQL keeps the password of its first start), and the app's image,
-    // so that shipping it is proven.
+    // And its volumes (PostgreSQL keeps the password of its first start; Caddy's config
+    // volume keeps the routes it resumes with), and the app's image, so that shipping it is
+    // proven. A Docker restart can leave exited task containers that the swarm no longer
+    // tracks and never removes; they hold the volumes, so they go first.
     for n in &lab.nodes {
         lab.ssh_ok(
             &n.name,
             &format!(
-                "docker volume ls -q --filter label=com.docker.stack.namespace={STACK} | xargs -r docker volume rm >/dev/null; \
+                "docker ps -aq --filter label=com.docker.stack.namespace={STACK} | xargs -r docker rm -f >/dev/null; \
+                 docker volume ls -q --filter label=com.docker.stack.namespace={STACK} | xargs -r docker volume rm >/dev/null; \
+                 left=$(docker volume ls -q --filter label=com.docker.stack.namespace={STACK}); \
+                 [ -z \"$left\" ] || {{ echo \"volumes left: $left\" >&2; exit 1; }}; \
                  docker image rm -f example-app:1 >/dev/null 2>&1; true"
             ),
         );
@@ -115,15 +120,15 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Removes `stack` from the swarm and waits until its network and containers are gone (a
-/// deploy while they go fails).
+/// Removes `stack` from the swarm and waits until its network is gone and none of its
+/// containers runs on node1 (a deploy while they go fails).
 pub(crate) fn stack_gone(lab: &Lab, stack: &str) {
     lab.ssh_ok(
         "node1",
         &format!(
             "docker stack rm {stack} >/dev/null 2>&1; \
              for i in $(seq 60); do [ -z \"$(docker network ls -q --filter label=com.docker.stack.namespace={stack})\" ] \
-               && [ -z \"$(docker ps -aq --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
+               && [ -z \"$(docker ps -q --filter label=com.docker.stack.namespace={stack})\" ] && break; sleep 1; done; true"
         ),
     );
 }
