@@ -139,6 +139,9 @@ pub fn run(cmd: CodeCommand) -> Result<i32, crate::commands::Error> {
                 postgres_image: a.postgres_image,
             };
             let written = deploy::init(&a.env.dir, &opts)?;
+            if let Some(w) = Env::load(&a.env.dir)?.placement_warning()? {
+                eprintln!("{w}");
+            }
             (a.env.dir, written)
         }
         CodeCommand::Route(a) => {

@@ -199,17 +199,31 @@ pub(crate) struct Target {
     pub verbose: bool,
 }
 
-pub(crate) fn open(a: &EnvArgs) -> Result<Target> {
+pub(crate) async fn open(a: &EnvArgs) -> Result<Target> {
     let env = Env::load(&a.env)?;
     let inventory = a.inventory.clone().unwrap_or_else(|| env.inventory_path());
     let mode = if a.check { Mode::Check } else { Mode::Apply };
-    let cluster = Cluster::load(&inventory, mode)?;
+    let cluster = reach(&inventory, mode).await?;
     Ok(Target {
         env,
         cluster,
         format: a.format,
         verbose: a.verbose,
     })
+}
+
+/// The cluster of `inventory`, through the first of its managers that answers (said on
+/// stderr when that is not the main one).
+pub(crate) async fn reach(
+    inventory: &std::path::Path,
+    mode: Mode,
+) -> std::result::Result<Cluster, OpsError> {
+    let mut cluster = Cluster::load(inventory, mode)?;
+    cluster.reach_manager().await?;
+    if let Some(notice) = cluster.fallback_notice() {
+        eprintln!("{notice}");
+    }
+    Ok(cluster)
 }
 
 /// Runs one engine-backed operation with progress, prints the recap and returns it.
@@ -300,7 +314,7 @@ pub async fn run(cmd: DeployCommand) -> std::result::Result<i32, crate::commands
 }
 
 async fn build(a: &EnvArgs) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let mut images: Vec<ImageArchive> = Vec::new();
     let cache = t.env.dir.join(".minipaas").join("images");
     for b in t.env.builds()? {
@@ -361,7 +375,7 @@ pub(crate) fn stack_files(env: &Env) -> Result<Vec<StackFile>> {
 }
 
 async fn routing(a: &EnvArgs) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let path = t.env.caddy_json_path();
     let routes =
         std::fs::read_to_string(&path).map_err(|source| DeployError::Read { path, source })?;
@@ -371,7 +385,7 @@ async fn routing(a: &EnvArgs) -> Result<i32> {
 }
 
 async fn smoke(a: &EnvArgs, timeout: u64) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let routes = crate::deploy::caddy::Routes::load(&t.env.caddy_json_path())?;
     if routes.routes.is_empty() {
         eprintln!("caddy.json has no routes; nothing to ask (add one with `minipaas code route`)");
@@ -448,7 +462,7 @@ async fn create(
     services: &[String],
     a: &EnvArgs,
 ) -> Result<i32> {
-    let mut t = open(a)?;
+    let mut t = open(a).await?;
     let value = read_value(base, file)?;
     let name = versioned_name(base, value.as_bytes());
     let stack = t.env.stack_name().to_string();
@@ -475,7 +489,7 @@ async fn create(
 }
 
 async fn delete(kind: ObjectKind, base: &str, a: &EnvArgs) -> Result<i32> {
-    let mut t = open(a)?;
+    let mut t = open(a).await?;
     if !a.check && t.env.remove_object_ref(kind, base)? {
         eprintln!(
             "`{base}` removed from the services; versions still in use go at the next \
@@ -487,7 +501,7 @@ async fn delete(kind: ObjectKind, base: &str, a: &EnvArgs) -> Result<i32> {
 }
 
 async fn prune(kind: ObjectKind, base: Option<&str>, a: &EnvArgs) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     prune_with(&t, kind, base).await
 }
 

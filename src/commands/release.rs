@@ -63,7 +63,7 @@ async fn rollout_as(
     action: Action,
     detail: String,
 ) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let files = stack_files(&t.env)?;
     let stack = t.env.stack_name().to_string();
     let jobs = t.env.jobs()?;
@@ -88,7 +88,7 @@ async fn rollout_as(
 
 /// `deploy history`: every recorded step, oldest first.
 pub async fn show_history(a: &EnvArgs) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let stack = t.env.stack_name().to_string();
     let records = history::read(&t.cluster, &stack).await?;
     match t.format {
@@ -169,7 +169,7 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
 
 /// `deploy rollback [--to VERSION]`: the previous (or the named) successful deploy, again.
 pub async fn rollback(a: &EnvArgs, to: Option<&str>, timeout: u64) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let stack = t.env.stack_name().to_string();
     let records = history_of(&t, &stack).await?;
     let (current, target) = release::rollback_target(&records, &stack, to)?;
@@ -200,7 +200,7 @@ pub async fn rollback(a: &EnvArgs, to: Option<&str>, timeout: u64) -> Result<i32
 /// `deploy canary SERVICE --replicas N`: the env's definition of SERVICE, as `SERVICE-canary`,
 /// next to the stack as it runs.
 pub async fn canary(a: &EnvArgs, service: &str, replicas: u32, timeout: u64) -> Result<i32> {
-    let t = open(a)?;
+    let t = open(a).await?;
     let stack = t.env.stack_name().to_string();
     let records = history_of(&t, &stack).await?;
     let stable = release::stable(&records, &stack)?;
@@ -244,7 +244,7 @@ pub async fn canary_action(action: CanaryAction) -> Result<i32> {
         CanaryAction::Promote { env, timeout } => (env, *timeout, true),
         CanaryAction::Abort { env, timeout } => (env, *timeout, false),
     };
-    let t = open(a)?;
+    let t = open(a).await?;
     let stack = t.env.stack_name().to_string();
     let records = history_of(&t, &stack).await?;
     let running = release::running_canary(&records, &stack)?;

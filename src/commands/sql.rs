@@ -164,8 +164,7 @@ async fn psql(args: &SqlArgs) -> Result<Psql, SqlCommandError> {
     }
     let dir = args.env.as_ref().ok_or(SqlCommandError::NoTarget)?;
     let env = crate::deploy::env::Env::load(dir)?;
-    let cluster =
-        crate::deploy::cluster::Cluster::load(&env.inventory_path(), crate::engine::Mode::Apply)?;
+    let cluster = super::deploy::reach(&env.inventory_path(), crate::engine::Mode::Apply).await?;
     let service = format!("{}_postgres", env.stack_name());
     // The manager knows where the task runs; a node of that name in the inventory is where
     // psql runs (swarm node names are host names, which inventories usually repeat).

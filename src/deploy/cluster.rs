@@ -41,6 +41,12 @@ pub enum OpsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no manager of inventory `{}` answers as a swarm manager:\n{}", .inventory.display(), .tried.iter().map(|(h, why)| format!("  {h}: {why}")).collect::<Vec<_>>().join("\n"))]
+    NoManagerAnswers {
+        inventory: PathBuf,
+        /// Each manager tried, in inventory order, with why it was passed over.
+        tried: Vec<(String, String)>,
+    },
     #[error("no node runs a task of service `{service}`: run `minipaas deploy rollout` first")]
     NoCaddy { service: String },
     #[error("host `{host}`: no stack `{stack}` on the swarm: run `minipaas deploy rollout` first")]
@@ -81,6 +87,7 @@ impl OpsError {
             OpsError::Local { .. }
             | OpsError::Spawn { .. }
             | OpsError::NoCaddy { .. }
+            | OpsError::NoManagerAnswers { .. }
             | OpsError::StatusOutput { .. }
             | OpsError::Transport { .. }
             | OpsError::Remote { .. } => 1,
@@ -91,7 +98,11 @@ impl OpsError {
 /// The cluster an env deploys to, as its inventory describes it.
 pub struct Cluster {
     pub inventory: Inventory,
+    /// The manager every swarm operation goes to: the inventory's first, or after
+    /// [`Cluster::reach_manager`] the first that answers.
     pub manager: HostName,
+    /// Managers passed over by [`Cluster::reach_manager`], with why, in inventory order.
+    pub passed_over: Vec<(HostName, String)>,
     pub mode: Mode,
     pub host_key_policy: HostKeyPolicy,
 }
@@ -108,6 +119,7 @@ impl Cluster {
         Ok(Cluster {
             inventory,
             manager,
+            passed_over: Vec::new(),
             mode,
             host_key_policy: HostKeyPolicy::Strict,
         })
@@ -130,6 +142,77 @@ impl Cluster {
             ..Options::default()
         };
         Ok(engine::run(&self.inventory, &plan, &opts, events).await?)
+    }
+
+    /// With several managers, makes the first of the inventory's managers that answers as a
+    /// swarm manager (its engine up, the swarm with a leader) the one operations go to, so
+    /// that deploys go on while the main manager is down. One manager is taken as it is: its
+    /// own errors say more than a probe's.
+    pub async fn reach_manager(&mut self) -> Result<(), OpsError> {
+        let managers: Vec<HostName> = self
+            .inventory
+            .groups
+            .get("managers")
+            .cloned()
+            .unwrap_or_default();
+        if managers.len() < 2 {
+            return Ok(());
+        }
+        let mut tried = Vec::new();
+        for m in managers {
+            match self.answers(&m).await {
+                Ok(()) => {
+                    self.manager = m;
+                    self.passed_over = tried;
+                    return Ok(());
+                }
+                Err(why) => tried.push((m, why)),
+            }
+        }
+        Err(OpsError::NoManagerAnswers {
+            inventory: self.inventory.path.clone(),
+            tried: tried.into_iter().map(|(h, why)| (h.0, why)).collect(),
+        })
+    }
+
+    /// Whether `host` answers as a manager of a swarm that has a leader; why not, when not.
+    async fn answers(&self, host: &HostName) -> Result<(), String> {
+        let t = self.connect(host).await.map_err(|e| e.to_string())?;
+        let out = t
+            .exec(
+                "docker node ls --filter role=manager --format '{{.ManagerStatus}}'",
+                None,
+            )
+            .await;
+        t.close().await;
+        let out = out.map_err(|e| e.to_string())?;
+        if !out.success() {
+            let err = out.stderr_str();
+            // A node's words reach the terminal: no control characters.
+            let last = err.lines().last().unwrap_or("docker failed").trim();
+            return Err(last.chars().filter(|c| !c.is_control()).collect());
+        }
+        if !out.stdout_str().lines().any(|l| l.trim() == "Leader") {
+            return Err("the swarm has no leader".into());
+        }
+        Ok(())
+    }
+
+    /// "manager `node1` did not answer (...); going through `node2`", after a
+    /// [`Cluster::reach_manager`] that passed a manager over.
+    pub fn fallback_notice(&self) -> Option<String> {
+        let skipped: Vec<String> = self
+            .passed_over
+            .iter()
+            .map(|(h, why)| format!("manager `{h}` did not answer ({why})"))
+            .collect();
+        (!skipped.is_empty()).then(|| {
+            format!(
+                "{}; going through manager `{}`",
+                skipped.join("; "),
+                self.manager
+            )
+        })
     }
 
     pub(super) fn on_manager(&self) -> String {

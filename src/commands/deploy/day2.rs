@@ -154,10 +154,10 @@ fn refusal(kind: ServiceKind) -> Option<Refusal> {
     }
 }
 
-fn read_target(a: &ReadArgs) -> Result<(Env, Cluster)> {
+async fn read_target(a: &ReadArgs) -> Result<(Env, Cluster)> {
     let env = Env::load(&a.env)?;
     let inventory = a.inventory.clone().unwrap_or_else(|| env.inventory_path());
-    let cluster = Cluster::load(&inventory, Mode::Apply)?;
+    let cluster = super::reach(&inventory, Mode::Apply).await?;
     Ok((env, cluster))
 }
 
@@ -171,13 +171,39 @@ fn unknown(stack: &str, c: &Cluster, service: &str, known: &[String]) -> DeployC
 }
 
 /// The stack's status; `built` services are versioned by their image tag.
+/// Stateful runtime services say which host keeps their data, and what to do when they do
+/// not run there.
 async fn stack_status(env: &Env, c: &Cluster) -> Result<StackStatus> {
     let built: BTreeSet<String> = env.builds()?.into_iter().map(|b| b.service).collect();
-    Ok(status::status(c, env.stack_name(), &built).await?)
+    let mut st = status::status(c, env.stack_name(), &built).await?;
+    let (pins, _) = env.stateful_pins()?;
+    let runtime = crate::deploy::runtime::services(&env.settings.runtime);
+    for s in &mut st.services {
+        let Some(host) = pins
+            .get(&s.service)
+            .filter(|_| runtime.contains(&s.service.as_str()))
+        else {
+            continue;
+        };
+        if s.health != Health::Running {
+            let why = s
+                .message
+                .take()
+                .map(|m| format!("{m}; "))
+                .unwrap_or_default();
+            s.message = Some(format!(
+                "{why}it is pinned to host `{host}`, where its data is: it runs again when that \
+                 node is back (a lost node: restore a backup on another host, pin it there, \
+                 provision and `code init`)"
+            ));
+        }
+        s.pinned_to = Some(host.clone());
+    }
+    Ok(st)
 }
 
 pub(super) async fn status(a: &StatusArgs) -> Result<i32> {
-    let (env, cluster) = read_target(&a.env)?;
+    let (env, cluster) = read_target(&a.env).await?;
     let st = stack_status(&env, &cluster).await?;
     match a.format {
         Format::Json => println!(
@@ -240,6 +266,11 @@ fn status_table(st: &StackStatus) -> String {
         out.push('\n');
     }
     for s in &st.services {
+        if let Some(h) = &s.pinned_to {
+            out.push_str(&format!("{}: pinned to host `{h}`\n", s.service));
+        }
+    }
+    for s in &st.services {
         if let Some(m) = &s.message {
             out.push_str(&format!("{}: {}: {m}\n", s.service, s.health.as_str()));
         }
@@ -254,7 +285,7 @@ fn status_table(st: &StackStatus) -> String {
 }
 
 pub(super) async fn logs(a: &LogsArgs) -> Result<i32> {
-    let (env, cluster) = read_target(&a.env)?;
+    let (env, cluster) = read_target(&a.env).await?;
     let stack = env.stack_name().to_string();
     let known = status::stack_services(&cluster, &stack).await?;
     if !known.contains(&a.service) {
@@ -288,7 +319,7 @@ pub(super) async fn logs(a: &LogsArgs) -> Result<i32> {
 }
 
 pub(super) async fn restart(a: &RestartArgs) -> Result<i32> {
-    let t = open(&a.env)?;
+    let t = open(&a.env).await?;
     let st = stack_status(&t.env, &t.cluster).await?;
     let stack = t.env.stack_name().to_string();
     let names = if a.services.is_empty() {
@@ -334,7 +365,7 @@ fn find<'a>(st: &'a StackStatus, c: &Cluster, service: &str) -> Result<&'a Servi
 /// deploys them too (that file is merged last, over the user's `deploy.replicas`). Only
 /// replicated services of the user's files scale.
 pub(super) async fn scale(a: &ScaleArgs) -> Result<i32> {
-    let mut t = open(&a.env)?;
+    let mut t = open(&a.env).await?;
     let st = stack_status(&t.env, &t.cluster).await?;
     let runtime = t.env.runtime_services();
     // The last count given for a service wins.
@@ -398,7 +429,7 @@ fn record_replicas(t: &mut Target, wanted: &BTreeMap<&str, u32>, check: bool) ->
 }
 
 pub(super) async fn remove(a: &RemoveArgs) -> Result<i32> {
-    let t = open(&a.env)?;
+    let t = open(&a.env).await?;
     let stack = t.env.stack_name().to_string();
     // Removing what is gone already is fine: names are checked against the swarm and the env.
     let on_swarm = match status::stack_services(&t.cluster, &stack).await {
@@ -463,6 +494,7 @@ mod tests {
             health,
             nodes: vec!["node1".into(), "node2".into()],
             message: message.map(str::to_string),
+            pinned_to: None,
         };
         let st = StackStatus {
             stack: "st".into(),
