@@ -368,6 +368,7 @@ mod tests {
         // A host variable with no default, set by the user per host; described in the file.
         in_role.insert("swarm_node_labels".into());
         in_role.insert("docker_log_options".into());
+        in_role.insert("minipaas_stateful".into());
         assert_eq!(
             in_readme, in_role,
             "README's table and defaults.yaml differ"

@@ -17,6 +17,7 @@ mod images;
 mod inject;
 mod install;
 mod lab;
+mod managers;
 mod provision;
 mod release;
 mod rolling;

@@ -4,44 +4,14 @@
 //! nodes' engines (a loop in each node's container, which a dockerd restart does not stop).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{self, changed, failures, site, Lab, Mp};
+use crate::common::managers::{self, provision};
+use crate::common::{self, changed, site, Lab};
 
 const SERVICE: &str = "mpt-roll-web";
-
-fn lab() -> Lab {
-    let name = std::env::var("MINIPAAS_TEST_ROLL_LAB").unwrap_or_else(|_| "mproll".into());
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("roll-work");
-    common::lab_up(&name, 4, 3, &dir)
-}
-
-/// playbooks/site.yaml on the lab with `facility` as Docker's syslog facility (swarm-cronjob,
-/// which needs a release mirror, is left out: this is about the node role's Docker).
-fn provision(lab: &Lab, facility: &str) -> serde_json::Value {
-    let root = site::root();
-    let ran = Mp::new()
-        .dir(&lab.dir)
-        .arg("provision")
-        .arg("-i")
-        .arg(&lab.inventory)
-        .arg(root.join("playbooks/site.yaml"))
-        .arg("--templates")
-        .arg(root.join("templates"))
-        .args(["--skip-tags", "swarm-cronjob", "--format", "json"])
-        .args([
-            "-e",
-            &format!("docker_log_options={{syslog-facility: {facility}}}"),
-        ])
-        .any_code()
-        .run();
-    let recap = ran.json();
-    assert_eq!(ran.code, Some(0), "{:#?}\n{}", failures(&recap), ran.stderr);
-    recap
-}
 
 /// One sample of one node: engine up, `docker node ls` answered (managers), running tasks of
 /// the service as that manager sees them.
@@ -146,8 +116,8 @@ fn dockerd_pid(lab: &Lab, node: &str) -> String {
 
 #[test]
 fn lab_a_docker_change_restarts_one_engine_at_a_time_and_keeps_quorum_and_service() {
-    let lab = lab();
-    provision(&lab, "local0");
+    let (_guard, lab) = managers::lab();
+    provision(&lab, "local0", &[]);
     for n in &lab.nodes {
         site::busybox_image(&lab, &n.name);
     }
@@ -174,7 +144,7 @@ fn lab_a_docker_change_restarts_one_engine_at_a_time_and_keeps_quorum_and_servic
 
     let watcher = Watcher::start(&lab);
     std::thread::sleep(Duration::from_secs(2));
-    let recap = provision(&lab, "local1");
+    let recap = provision(&lab, "local1", &[]);
     std::thread::sleep(Duration::from_secs(1));
     let samples = watcher.stop();
 
@@ -257,9 +227,8 @@ fn lab_a_docker_change_restarts_one_engine_at_a_time_and_keeps_quorum_and_servic
     );
     assert_eq!(status.matches(" Ready").count(), 4, "{status}");
 
-    let again = provision(&lab, "local1");
+    let again = provision(&lab, "local1", &[]);
     assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
     lab.ssh_ok("node1", &format!("docker service rm {SERVICE} >/dev/null"));
-    // Four nodes running Docker slow the rest of the suite; a failed run keeps them to look at.
-    lab.down();
+    managers::passed(&lab);
 }

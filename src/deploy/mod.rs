@@ -54,6 +54,14 @@ pub use settings::{Api, DeploySettings, Project, RuntimeSettings, Settings};
 /// Errors of the deploy environment; each names the file, service or value concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::InventoryError),
+    #[error("inventory `{}`, host `{host}`: {problem}", .inventory.display())]
+    BadPin {
+        inventory: PathBuf,
+        host: String,
+        problem: String,
+    },
     #[error(
         "no `minipaas.yaml` in `{dir}`: create the env with \
          `minipaas code init --env {dir} -c compose.yaml`"

@@ -16,6 +16,7 @@
 
 pub(crate) mod deploy;
 pub(crate) mod images;
+pub(crate) mod managers;
 pub(crate) mod pg;
 pub(crate) mod site;
 

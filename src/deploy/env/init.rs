@@ -100,7 +100,8 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<Vec<Written>, DeployError>
         &render_settings(&env.settings),
     )?);
     written.extend(env.save_apps(apps)?);
-    for file in runtime::files(&env.settings.runtime, project.version.as_deref()) {
+    let pinned = env.stateful_pins()?.0.into_keys().collect();
+    for file in runtime::files(&env.settings.runtime, project.version.as_deref(), &pinned) {
         let path = env.dir.join(RUNTIME_DIR).join(file.name);
         written.extend(match file.content {
             Some(content) => write_file(&path, &content)?,

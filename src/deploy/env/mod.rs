@@ -101,6 +101,30 @@ impl Env {
         &self.settings.api
     }
 
+    /// The stateful runtime services the env's inventory pins (service -> host), and how
+    /// many managers it has; none and 0 while there is no inventory file yet.
+    pub fn stateful_pins(
+        &self,
+    ) -> Result<(std::collections::BTreeMap<String, String>, usize), DeployError> {
+        let path = self.inventory_path();
+        if !path.exists() {
+            return Ok(Default::default());
+        }
+        let inv = crate::inventory::Inventory::load(&path)?;
+        let managers = inv.groups.get("managers").map_or(0, Vec::len);
+        Ok((runtime::pins(&inv)?, managers))
+    }
+
+    /// The warning for stateful runtime services that may move to an empty volume.
+    pub fn placement_warning(&self) -> Result<Option<String>, DeployError> {
+        let (pins, managers) = self.stateful_pins()?;
+        Ok(runtime::unpinned_warning(
+            &self.settings.runtime,
+            &pins,
+            managers,
+        ))
+    }
+
     pub fn caddy_json_path(&self) -> PathBuf {
         self.dir.join(CADDY_FILE)
     }
@@ -110,7 +134,7 @@ impl Env {
     /// images are tagged `${MINIPAAS_DEPLOY_VERSION}` in compose.apps.yaml.
     pub fn stack_files(&self) -> Vec<PathBuf> {
         let runtime_dir = self.dir.join(RUNTIME_DIR);
-        runtime::files(&self.settings.runtime, None)
+        runtime::files(&self.settings.runtime, None, &Default::default())
             .into_iter()
             .filter(|f| f.content.is_some())
             .map(|f| runtime_dir.join(f.name))

@@ -64,6 +64,7 @@ pub(super) fn assess(stack: &str, g: &Gathered, built: &BTreeSet<String>) -> Vec
                 health: a.health,
                 nodes: nodes.into_iter().collect(),
                 message: a.message,
+                pinned_to: None,
             }
         })
         .collect();

@@ -39,6 +39,9 @@ pub struct ServiceStatus {
     /// Why it is not running: the latest task error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// A stateful runtime service: the inventory host it is pinned to, where its data is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_to: Option<String>,
 }
 
 /// `deploy status` of a whole stack.
