@@ -74,7 +74,7 @@ fn stateful_services_stay_on_the_node_the_inventory_pins_them_to(lab: &Lab) {
     let labelled = managers::provision_with(lab, &on_node2, "local1", &[]);
     assert_eq!(
         changed(&labelled),
-        ["\"node1\": stateful service labels"],
+        ["\"node1\": \"stateful service labels (node2)\""],
         "{:#?}",
         changed(&labelled)
     );
@@ -175,7 +175,10 @@ fn stateful_services_stay_on_the_node_the_inventory_pins_them_to(lab: &Lab) {
 
     // No pins again: the labels go.
     let plain = provision(lab, "local1", &[]);
-    assert_eq!(changed(&plain), ["\"node1\": stateful service labels"]);
+    assert_eq!(
+        changed(&plain),
+        ["\"node1\": \"stateful service labels (node3)\""]
+    );
     assert!(!labels(lab, "node3").contains("minipaas.stateful"));
 }
 
@@ -267,6 +270,7 @@ fn lab_three_managers_join_and_deploys_go_through_the_next_manager_while_the_fir
     // node1 back: it rejoins as a manager by itself, and a provision neither inits nor joins
     // anything; the next one changes nothing.
     common::docker(&["start", &node1]);
+    let lab = managers::up();
     common::wait_until("node1 a manager again", Duration::from_secs(180), || {
         three_managers_and_a_worker(&lab, "node2")
     });

@@ -83,6 +83,7 @@ pub(crate) fn remove_stack(lab: &Lab) {
         &format!(
             "docker secret ls -q --filter label=minipaas.stack={STACK} | xargs -r docker secret rm >/dev/null; \
              docker config ls -q --filter label=minipaas.history={STACK} | xargs -r docker config rm >/dev/null; \
+             docker config ls -q --filter label=minipaas.deployed={STACK} | xargs -r docker config rm >/dev/null; \
              rm -rf /var/lib/minipaas/stacks/{STACK}"
         ),
     );

@@ -16,9 +16,15 @@ static PASSED: AtomicUsize = AtomicUsize::new(0);
 pub(crate) fn lab() -> (MutexGuard<'static, ()>, Lab) {
     static M: Mutex<()> = Mutex::new(());
     let guard = M.lock().unwrap_or_else(|e| e.into_inner());
+    (guard, up())
+}
+
+/// `lab up` of the lab: it starts what is stopped and writes the inventory again (a node
+/// container started again publishes its SSH port on a new loopback port).
+pub(crate) fn up() -> Lab {
     let name = std::env::var("MINIPAAS_TEST_ROLL_LAB").unwrap_or_else(|_| "mproll".into());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("roll-work");
-    (guard, super::lab_up(&name, 4, 3, &dir))
+    super::lab_up(&name, 4, 3, &dir)
 }
 
 /// Called at the end of each of the lab's tests.
