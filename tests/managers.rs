@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::deploy::{mp_run, small_stack};
+use crate::common::deploy::{mp_run, set_version, small_stack};
 use crate::common::managers::{self, provision};
 use crate::common::{self, changed, site, Lab};
 
@@ -37,14 +37,6 @@ fn three_managers_and_a_worker(lab: &Lab, via: &str) -> bool {
                     ms == "Leader" || ms == "Reachable"
                 }
         })
-}
-
-fn set_version(env: &Path, version: &str) {
-    let path = env.join("minipaas.yaml");
-    let mut settings: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    settings["deploy"]["version"] = version.into();
-    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
 }
 
 /// The `V` environment variable of the stack's `web` service, as the swarm has it.

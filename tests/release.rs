@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::deploy::{
-    deployed_example, get, in_env, mp, mp_json, mp_run, remove_stack, Example, STACK,
+    deployed_example, get, in_env, mp, mp_json, mp_run, remove_stack, set_version, Example, STACK,
 };
 use crate::common::site::provisioned;
 use crate::common::wait_for;
@@ -87,14 +87,6 @@ impl Client {
 
 fn hello(version: &str) -> String {
     format!("hello from minipaas example (version {version})")
-}
-
-fn set_version(env: &Path, version: &str) {
-    let path = env.join("minipaas.yaml");
-    let mut settings: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    settings["deploy"]["version"] = version.into();
-    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
 }
 
 /// `minipaas ARGS` in `dir`, whatever its exit: (exit code, stdout + stderr).

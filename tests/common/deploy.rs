@@ -251,3 +251,12 @@ pub(crate) fn deployed_example(lab: &Lab) -> Example {
     });
     Example { _work: work, env }
 }
+
+/// `deploy.version` of the env in `env` set to `version` (what a new release changes).
+pub(crate) fn set_version(env: &Path, version: &str) {
+    let path = env.join("minipaas.yaml");
+    let mut settings: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    settings["deploy"]["version"] = version.into();
+    std::fs::write(&path, serde_yaml::to_string(&settings).unwrap()).unwrap();
+}
