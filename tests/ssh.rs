@@ -335,8 +335,8 @@ async fn fifty_concurrent_execs_share_one_connection() {
         let stderr = out.stderr_str();
         let count = stderr
             .lines()
-            .filter_map(|l| l.trim().parse::<usize>().ok())
-            .last();
+            .rev()
+            .find_map(|l| l.trim().parse::<usize>().ok());
         most = most.max(count.unwrap_or_else(|| panic!("no count in stderr: {stderr:?}")));
     }
     // At least some overlap (on a loaded machine sshd starts commands slowly, so not always 8).
