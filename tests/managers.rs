@@ -178,10 +178,15 @@ fn stateful_services_stay_on_the_node_the_inventory_pins_them_to(lab: &Lab) {
 fn lab_three_managers_join_and_deploys_go_through_the_next_manager_while_the_first_is_down() {
     let (_guard, lab) = managers::lab();
     provision(&lab, "local1", &[]);
-    assert!(
-        three_managers_and_a_worker(&lab, "node1"),
-        "{:?}",
-        nodes(&lab, "node1")
+    // The image the pinned service and the stack run, on every node (no registry).
+    for n in &lab.nodes {
+        site::busybox_image(&lab, &n.name);
+    }
+    // Right after a first provision a node may still be turning Ready.
+    common::wait_until(
+        "three managers and a worker",
+        Duration::from_secs(60),
+        || three_managers_and_a_worker(&lab, "node1"),
     );
     let again = provision(&lab, "local1", &[]);
     assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
@@ -219,9 +224,6 @@ fn lab_three_managers_join_and_deploys_go_through_the_next_manager_while_the_fir
     stateful_services_stay_on_the_node_the_inventory_pins_them_to(&lab);
 
     // A stack of its own, deployed through node1.
-    for n in &lab.nodes {
-        site::busybox_image(&lab, &n.name);
-    }
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path();
     let compose = "services:\n  web:\n    image: minipaas-test-busybox\n    \
