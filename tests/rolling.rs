@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::managers::{self, provision};
-use crate::common::{self, changed, site, Lab};
+use crate::common::{self, changed, Lab};
 
 const SERVICE: &str = "mpt-roll-web";
 
@@ -116,11 +116,7 @@ fn dockerd_pid(lab: &Lab, node: &str) -> String {
 
 #[test]
 fn lab_a_docker_change_restarts_one_engine_at_a_time_and_keeps_quorum_and_service() {
-    let (_guard, lab) = managers::lab();
-    provision(&lab, "local0", &[]);
-    for n in &lab.nodes {
-        site::busybox_image(&lab, &n.name);
-    }
+    let (_guard, lab) = managers::provisioned("local0");
     lab.ssh_ok(
         "node1",
         &format!(

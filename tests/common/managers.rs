@@ -19,6 +19,17 @@ pub(crate) fn lab() -> (MutexGuard<'static, ()>, Lab) {
     (guard, up())
 }
 
+/// [`lab`], provisioned with `facility` as Docker's syslog facility, and the busybox image
+/// the tests' services run on every node (no registry).
+pub(crate) fn provisioned(facility: &str) -> (MutexGuard<'static, ()>, Lab) {
+    let (guard, lab) = lab();
+    provision(&lab, facility, &[]);
+    for n in &lab.nodes {
+        site::busybox_image(&lab, &n.name);
+    }
+    (guard, lab)
+}
+
 /// `lab up` of the lab: it starts what is stopped and writes the inventory again (a node
 /// container started again publishes its SSH port on a new loopback port).
 pub(crate) fn up() -> Lab {

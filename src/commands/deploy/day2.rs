@@ -171,13 +171,22 @@ fn unknown(stack: &str, c: &Cluster, service: &str, known: &[String]) -> DeployC
 }
 
 /// The stack's status; `built` services are versioned by their image tag.
-/// Stateful runtime services say which host keeps their data, and what to do when they do
-/// not run there.
 async fn stack_status(env: &Env, c: &Cluster) -> Result<StackStatus> {
     let built: BTreeSet<String> = env.builds()?.into_iter().map(|b| b.service).collect();
     let mut st = status::status(c, env.stack_name(), &built).await?;
-    let (pins, _) = env.stateful_pins()?;
-    let runtime = crate::deploy::runtime::services(&env.settings.runtime);
+    // The cluster's inventory is the env's, already read.
+    let pins = crate::deploy::runtime::pins(&c.inventory)?;
+    mark_pins(
+        &mut st,
+        &pins,
+        &crate::deploy::runtime::services(&env.settings.runtime),
+    );
+    Ok(st)
+}
+
+/// Stateful runtime services (`runtime` names the enabled ones) say which host keeps their
+/// data, and what to do when they do not run there.
+fn mark_pins(st: &mut StackStatus, pins: &BTreeMap<String, String>, runtime: &[&str]) {
     for s in &mut st.services {
         let Some(host) = pins
             .get(&s.service)
@@ -199,7 +208,6 @@ async fn stack_status(env: &Env, c: &Cluster) -> Result<StackStatus> {
         }
         s.pinned_to = Some(host.clone());
     }
-    Ok(st)
 }
 
 pub(super) async fn status(a: &StatusArgs) -> Result<i32> {
@@ -508,6 +516,7 @@ mod tests {
         let table = status_table(&st);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("SERVICE      MODE"), "{table}");
+        assert!(!table.contains("pinned"), "{table}");
         let col = lines[0].find("HEALTH").unwrap();
         assert_eq!(&lines[1][col..col + 7], "running");
         assert_eq!(&lines[2][col..col + 6], "failed");
@@ -517,5 +526,54 @@ mod tests {
             table.ends_with("stack `st` on `node1`: failed\n"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_pinned_runtime_service_names_its_host_and_waits_for_it() {
+        let svc = |service: &str, health| ServiceStatus {
+            service: service.into(),
+            name: format!("st_{service}"),
+            kind: ServiceKind::Replicated,
+            desired: 1,
+            running: 0,
+            completed: None,
+            image: "postgres:17".into(),
+            version: None,
+            health,
+            nodes: vec![],
+            message: Some("no suitable node".into()),
+            pinned_to: None,
+        };
+        let mut st = StackStatus {
+            stack: "st".into(),
+            manager: "node2".into(),
+            health: Health::Pending,
+            services: vec![
+                svc("postgres", Health::Pending),
+                svc("caddy", Health::Pending),
+            ],
+        };
+        let pins: BTreeMap<String, String> = [
+            ("postgres".to_string(), "node1".to_string()),
+            ("caddy".to_string(), "node1".to_string()),
+        ]
+        .into();
+        // Caddy is pinned in the inventory but not run by this env: not marked.
+        mark_pins(&mut st, &pins, &["postgres"]);
+        let pg = &st.services[0];
+        assert_eq!(pg.pinned_to.as_deref(), Some("node1"));
+        let m = pg.message.as_deref().unwrap();
+        assert!(
+            m.starts_with("no suitable node; it is pinned to host `node1`"),
+            "{m}"
+        );
+        assert_eq!(st.services[1].pinned_to, None);
+        assert_eq!(st.services[1].message.as_deref(), Some("no suitable node"));
+        let table = status_table(&st);
+        assert!(
+            table.contains("postgres: pinned to host `node1`\n"),
+            "{table}"
+        );
+        assert!(!table.contains("caddy: pinned"), "{table}");
     }
 }
