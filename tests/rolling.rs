@@ -226,5 +226,73 @@ fn lab_a_docker_change_restarts_one_engine_at_a_time_and_keeps_quorum_and_servic
     let again = provision(&lab, "local1", &[]);
     assert!(changed(&again).is_empty(), "{:#?}", changed(&again));
     lab.ssh_ok("node1", &format!("docker service rm {SERVICE} >/dev/null"));
+    the_role_check_waits_out_a_leaders_demotion(&lab);
     managers::passed(&lab);
+}
+
+/// The shell of docker_restart.yaml's task `name`, as the node runs it.
+fn restart_task_shell(name: &str) -> String {
+    let path = crate::common::site::root().join("playbooks/tasks/docker_restart.yaml");
+    let tasks: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let task = tasks
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no task `{name}`"));
+    task["command"]
+        .as_str()
+        .unwrap()
+        .replace("{% raw %}", "")
+        .replace("{% endraw %}", "")
+}
+
+/// The leader demoted as `swarm_node` does it (the wait for its Raft membership to end seen
+/// from another manager): the restart's role check lets it go only once the node's own
+/// certificate says worker and its manager has stopped. CI restarted a demoted leader while
+/// `docker info` still said ControlAvailable, and its engine never started again.
+fn the_role_check_waits_out_a_leaders_demotion(lab: &Lab) {
+    let leader = lab.ssh_ok(
+        "node2",
+        "docker node ls --filter role=manager --format '{{.Hostname}} {{.ManagerStatus}}' | awk '$2 == \"Leader\" {print $1}'",
+    );
+    let leader = leader.trim().to_string();
+    let via = ["node1", "node2", "node3"]
+        .into_iter()
+        .find(|n| *n != leader)
+        .unwrap();
+    lab.ssh_ok(
+        via,
+        &format!(
+            "docker node update --role worker {leader} >/dev/null && \
+             for i in $(seq 60); do [ -z \"$(docker node inspect {leader} --format '{{{{if .ManagerStatus}}}}m{{{{end}}}}')\" ] && exit 0; sleep 1; done; exit 1"
+        ),
+    );
+    lab.ssh_ok(
+        &leader,
+        &restart_task_shell("no role change is under way on the node"),
+    );
+    let state = lab.ssh_ok(
+        &leader,
+        "c=/var/lib/docker/swarm/certificates/swarm-node.crt; \
+         sed '/-----END/q' $c | grep -v -- ----- | base64 -d | grep -ao 'swarm-manager\\|swarm-worker' | head -n 1; \
+         [ -S /var/run/docker/swarm/control.sock ] && echo control-socket || true",
+    );
+    assert_eq!(state.trim(), "swarm-worker", "{leader} after the check");
+    lab.ssh_ok(
+        via,
+        &format!("docker node update --role manager {leader} >/dev/null"),
+    );
+    common::wait_until(
+        "the leader a manager again",
+        Duration::from_secs(120),
+        || {
+            let s = lab.ssh_ok(
+                via,
+                "docker node ls --format '{{.Hostname}} {{.ManagerStatus}} {{.Status}}'",
+            );
+            s.lines().any(|l| l == format!("{leader} Reachable Ready"))
+        },
+    );
 }
